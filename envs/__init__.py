@@ -1,0 +1,1 @@
+"""Environments as torchrl EnvBases (DeepMind Control pixels, goal tasks, Two Rooms)."""

@@ -1,0 +1,1 @@
+"""Planners and behaviour learners that act through the WorldModel interface."""

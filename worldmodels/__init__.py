@@ -1,0 +1,20 @@
+"""worldmodels: latent world models from pixels, and acting with them.
+
+Public API: ``WorldModel`` (the interface), ``load_config`` and the keys module.
+"""
+
+from worldmodels import keys
+from worldmodels.base import CapabilityError, LossOutput, WorldModel, check_world_model
+from worldmodels.config import ConfigError, RunConfig, load_config
+
+__all__ = [
+    "keys",
+    "WorldModel",
+    "LossOutput",
+    "CapabilityError",
+    "check_world_model",
+    "ConfigError",
+    "RunConfig",
+    "load_config",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,386 @@
+"""Configs: frozen dataclasses filled from YAML, with ``key=value`` overrides, validated on load.
+
+Each component has one dataclass; each field has a docstring literal under it with units and
+the paper default. ``load_config(path, overrides)`` returns a :class:`RunConfig`; unknown keys,
+wrong types and out-of-range values raise :class:`ConfigError` with one sentence that names the
+key and what is allowed. The method (``method: planet``) picks the model-config class in
+:func:`model_config_class` -- an explicit function, no registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says which key and what is allowed."""
+
+
+# ----------------------------------------------------------------------------- components
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    suite: Literal["dmc", "two_rooms"] = "dmc"
+    """which simulator: DeepMind Control (pixels rendered by MuJoCo) or PLDM's Two Rooms"""
+    domain: str = "cartpole"
+    """dm_control domain, e.g. cartpole, cheetah, walker, reacher, finger, cup, point_mass"""
+    task: str = "swingup"
+    """dm_control task of the domain, e.g. swingup, run, walk"""
+    image_size: int = 64
+    """rendered square image side in pixels (PlaNet/Dreamer: 64)"""
+    camera: Optional[int] = None
+    """camera id; None = paper default per domain (quadruped 2, others 0)"""
+    action_repeat: Optional[int] = None
+    """env steps per agent step, rewards summed; None = PlaNet's per-domain value
+    (cartpole 8, reacher 4, cheetah 4, cup 4, finger 2, walker 2; others 2)"""
+    episode_length: int = 1000
+    """episode length in *env* steps (DMC standard 1000); agent steps = this / action_repeat"""
+    fast_render: bool = False
+    """opt-in: render without shadows/reflections/skybox (5-10x faster on software GL, but the
+    images differ from the standard observation, so models trained with it see other pixels)"""
+    goal_set: Optional[str] = None
+    """goal-image task set (point_mass, reacher, roboyoga_walker, roboyoga_quadruped); None = task reward"""
+
+    def __post_init__(self):
+        _check(self.image_size >= 16, "env.image_size", self.image_size, "an integer >= 16")
+        _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
+        _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 1_000_000
+    """maximum number of stored rows (observations); PlaNet/Dreamer keep all data (1e6)"""
+    batch_size: int = 50
+    """sequences per training batch B (PlaNet: 50; DreamerV2: 16)"""
+    sequence_length: int = 50
+    """rows per sequence T (PlaNet and DreamerV2: 50)"""
+
+    def __post_init__(self):
+        _check(self.capacity >= 1, "replay.capacity", self.capacity, ">= 1")
+        _check(self.batch_size >= 1, "replay.batch_size", self.batch_size, ">= 1")
+        _check(self.sequence_length >= 2, "replay.sequence_length", self.sequence_length, ">= 2")
+
+
+@dataclass(frozen=True)
+class PlaNetConfig:
+    """PlaNet (Hafner et al. 2019); defaults from the paper and google-research/planet configs.py."""
+
+    deter_dim: int = 200
+    """GRU (deterministic) state size (PlaNet: 200)"""
+    stoch_dim: int = 30
+    """Gaussian stochastic state size (PlaNet: 30)"""
+    hidden_dim: int = 200
+    """hidden layer size inside the RSSM (PlaNet: 200)"""
+    min_std: float = 0.1
+    """minimum std of the stochastic state (PlaNet: 0.1)"""
+    cnn_depth: int = 32
+    """conv encoder/decoder base channels (PlaNet/World Models conv_ha: 32)"""
+    reward_layers: int = 3
+    """reward MLP hidden layers (PlaNet: 3)"""
+    reward_units: int = 300
+    """reward MLP units (PlaNet: 300)"""
+    free_nats: float = 3.0
+    """KL free nats per step and sequence (PlaNet: 3.0)"""
+    kl_scale: float = 1.0
+    """KL loss scale, PlaNet's divergence_scale (1.0)"""
+    reward_scale: float = 10.0
+    """reward log-likelihood scale (released PlaNet config: 10.0)"""
+    image_bits: int = 5
+    """bit depth of image quantisation with uniform dequantisation noise (PlaNet: 5)"""
+    overshooting_distance: int = 0
+    """latent overshooting distance D (paper: 50; released configs: 0 = off)"""
+    overshooting_scale: float = 0.0
+    """latent overshooting KL weight beta_{>1} (released configs: 0 = off)"""
+    activation: Literal["relu", "elu"] = "relu"
+    """nonlinearity (PlaNet: relu)"""
+
+    def __post_init__(self):
+        _check(1 <= self.image_bits <= 8, "model.image_bits", self.image_bits, "1..8")
+        _check(self.min_std > 0, "model.min_std", self.min_std, "> 0")
+        _check(self.overshooting_distance >= 0, "model.overshooting_distance", self.overshooting_distance, ">= 0")
+
+
+@dataclass(frozen=True)
+class CEMConfig:
+    """Cross-entropy method over action sequences (PlaNet, Hafner et al. 2019, planning.py)."""
+
+    horizon: int = 12
+    """planning horizon H (PlaNet: 12)"""
+    iterations: int = 10
+    """refit iterations I (PlaNet: 10)"""
+    candidates: int = 1000
+    """candidate action sequences per iteration J (PlaNet: 1000)"""
+    top_k: int = 100
+    """elites K refit per iteration (PlaNet: 100)"""
+    warm_start: bool = False
+    """shift the previous mean by one step instead of restarting at N(0, I) (PlaNet: False; TD-MPC style: True)"""
+    min_std: float = 0.0
+    """lower bound on the refit std (PlaNet: 0)"""
+    exploration_noise: float = 0.3
+    """Gaussian noise added to the executed action while collecting (PlaNet: 0.3; eval 0)"""
+
+    def __post_init__(self):
+        _check(self.horizon >= 1, "cem.horizon", self.horizon, ">= 1")
+        _check(self.iterations >= 1, "cem.iterations", self.iterations, ">= 1")
+        _check(1 <= self.top_k <= self.candidates, "cem.top_k", self.top_k, f"1..candidates ({self.candidates})")
+
+
+@dataclass(frozen=True)
+class MPPIConfig:
+    """Model predictive path integral control (Williams et al. 2017); PLDM Two Rooms values in methods.md."""
+
+    horizon: int = 12
+    """planning horizon H"""
+    iterations: int = 6
+    """refinement iterations per action"""
+    samples: int = 1000
+    """sampled action sequences per iteration"""
+    temperature: float = 0.5
+    """lambda: weights are exp(return / temperature) after subtracting the max"""
+    noise_std: float = 1.0
+    """std of the Gaussian perturbations in [-1, 1] action units"""
+    warm_start: bool = True
+    """shift the previous plan by one step (PLDM, TD-MPC2: True)"""
+    exploration_noise: float = 0.3
+    """Gaussian noise added to the executed action while collecting (0 at eval)"""
+
+    def __post_init__(self):
+        _check(self.horizon >= 1, "mppi.horizon", self.horizon, ">= 1")
+        _check(self.samples >= 2, "mppi.samples", self.samples, ">= 2")
+        _check(self.temperature > 0, "mppi.temperature", self.temperature, "> 0")
+        _check(self.noise_std > 0, "mppi.noise_std", self.noise_std, "> 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed_episodes: int = 5
+    """random-policy episodes collected before training (PlaNet: 5)"""
+    total_episodes: int = 1000
+    """collected episodes (seed episodes included) after which training stops"""
+    updates_per_episode: int = 100
+    """model updates per collected episode, PlaNet's C (100)"""
+    learning_rate: float = 1e-3
+    """model Adam learning rate (PlaNet: 1e-3)"""
+    adam_eps: float = 1e-4
+    """Adam epsilon (PlaNet: 1e-4)"""
+    grad_clip: float = 1000.0
+    """global gradient-norm clip (PlaNet: 1000)"""
+    eval_every: int = 10
+    """evaluate every this many collected episodes (0 = never)"""
+    eval_episodes: int = 5
+    """episodes per evaluation"""
+    checkpoint_every: int = 1
+    """write checkpoints/latest.pt every this many collected episodes"""
+    max_minutes: float = 0.0
+    """stop (with a final eval and checkpoint) after this wall time; 0 = no limit"""
+
+    def __post_init__(self):
+        _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
+        _check(self.total_episodes >= self.seed_episodes, "train.total_episodes", self.total_episodes, ">= seed_episodes")
+        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "> 0")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    progress: bool = True
+    """show a progress bar (tqdm) with live loss and return"""
+    tensorboard: bool = True
+    """write TensorBoard event files"""
+    video_every: int = 0
+    """write an eval video every this many evaluations (0 = never)"""
+    openloop_every: int = 0
+    """log an open-loop imagination video every this many collected episodes (0 = never)"""
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: Literal["planet"] = "planet"
+    """which world model to train; picks the class of ``model`` (see model_config_class)"""
+    seed: int = 0
+    """seed for torch, numpy and the environment"""
+    device: str = "auto"
+    """auto (GPU when present), cpu, cuda or cuda:N"""
+    run_dir: Optional[str] = None
+    """where the run is written; None = runs/{method}_{domain}_{task}_{seed}_{timestamp}"""
+    planner: Literal["cem", "mppi"] = "cem"
+    """how the agent acts while collecting and evaluating"""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: Any = field(default_factory=PlaNetConfig)
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    mppi: MPPIConfig = field(default_factory=MPPIConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self):
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device", self.device, "auto, cpu, cuda or cuda:N",
+        )
+
+
+def model_config_class(method: str) -> type:
+    """The model-config dataclass for a method name (explicit mapping; no registry)."""
+    if method == "planet":
+        return PlaNetConfig
+    raise ConfigError(f"Unknown method {method!r}; allowed: planet.")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"Invalid value {value!r} for '{key}': must be {allowed}.")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin in (tuple, list):
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Validate/convert one YAML value against a type annotation; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif origin in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(tp)[:1]
+            return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return from_dict(tp, value, prefix=key + ".")
+        if dataclasses.is_dataclass(value):
+            return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"Wrong type for '{key}': got {value!r} ({type(value).__name__}), expected {_type_name(tp)}.")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (nested) dict, validating every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{prefix.rstrip('.') or 'config'}' must be a mapping of keys to values, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"Unknown config key '{prefix}{key}'. Valid keys here: {', '.join(names)}.{hint}"
+            )
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        if cls is RunConfig and name == "model":
+            tp = model_config_class(data.get("method", RunConfig.method))
+        kwargs[name] = _coerce(data[name], tp, prefix + name)
+    if cls is RunConfig and "model" not in kwargs:
+        kwargs["model"] = model_config_class(kwargs.get("method", RunConfig.method))()
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as err:  # pragma: no cover - only on programming errors
+        raise ConfigError(f"Could not build {cls.__name__}: {err}") from err
+
+
+def to_dict(cfg: Any) -> dict:
+    """Dataclass -> plain nested dict (tuples become lists) suitable for YAML."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            v = to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted ``key=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override {item!r} must look like key=value, e.g. train.total_episodes=20.")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override '{key}': '{part}' is a value, not a section.")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML file (or defaults when ``path`` is None), apply overrides, validate.
+
+    Raises:
+        ConfigError: missing/unreadable file, unknown key, wrong type or bad range.
+    """
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file {str(p)!r} does not exist; see the configs/ folder for examples.")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Config file {str(p)!r} is not valid YAML: {err}") from err
+    apply_overrides(data, list(overrides or []))
+    return from_dict(RunConfig, data)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (the run directory's ``config.yaml``)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
