@@ -49,11 +49,14 @@ class EnvConfig:
     images differ from the standard observation, so models trained with it see other pixels)"""
     goal_set: Optional[str] = None
     """goal-image task set (point_mass, reacher, roboyoga_walker, roboyoga_quadruped); None = task reward"""
+    two_rooms_channels: int = 2
+    """Two Rooms image channels: 2 = [agent, walls] as PLDM; 3 = [agent, walls, zeros] for RGB encoders"""
 
     def __post_init__(self):
         _check(self.image_size >= 16, "env.image_size", self.image_size, "an integer >= 16")
         _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
         _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
+        _check(self.two_rooms_channels in (2, 3), "env.two_rooms_channels", self.two_rooms_channels, "2 or 3")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,110 @@ class PlaNetConfig:
 
 
 @dataclass(frozen=True)
+class DreamerConfig:
+    """DreamerV2 world model (Hafner et al. 2021); defaults from danijar/dreamerv2 configs.yaml
+    ``defaults`` + ``dmc_vision`` (methods.md section 2.2)."""
+
+    deter_dim: int = 200
+    """GRU (deterministic) state size (dmc_vision rssm.deter: 200; defaults: 1024)"""
+    hidden_dim: int = 200
+    """hidden layer size inside the RSSM (dmc_vision rssm.hidden: 200; defaults: 1024)"""
+    stoch_dim: int = 32
+    """number of categorical latent variables (DreamerV2 rssm.stoch: 32)"""
+    classes: int = 32
+    """classes per categorical variable (DreamerV2 rssm.discrete: 32); 0 = Gaussian stoch (LEXA default)"""
+    min_std: float = 0.1
+    """minimum std of a Gaussian stoch, used only when classes == 0 (DreamerV2 rssm.min_std: 0.1)"""
+    cnn_depth: int = 48
+    """conv encoder/decoder base channels (DreamerV2 encoder/decoder cnn_depth: 48; dmc_vision keeps it)"""
+    mlp_layers: int = 4
+    """hidden layers of the reward and discount heads (DreamerV2 reward_head.layers: 4)"""
+    mlp_units: int = 400
+    """units of the reward and discount heads (DreamerV2 reward_head.units: 400)"""
+    activation: Literal["relu", "elu"] = "elu"
+    """nonlinearity everywhere (DreamerV2: elu)"""
+    pred_discount: bool = False
+    """learn a continuation (discount) head from is_terminal (DreamerV2 defaults: True; dmc_vision: False)"""
+    kl_balance: float = 0.8
+    """KL balancing alpha: weight of the prior (dynamics) term (DreamerV2 kl.balance: 0.8)"""
+    kl_free: float = 1.0
+    """free nats, applied after averaging over batch and time (dmc_vision kl.free: 1.0; defaults: 0.0)"""
+    kl_scale: float = 1.0
+    """KL loss scale (DreamerV2 loss_scales.kl: 1.0; Atari 0.1)"""
+    reward_scale: float = 1.0
+    """reward log-likelihood scale (DreamerV2 loss_scales.reward: 1.0)"""
+    discount_scale: float = 1.0
+    """discount log-likelihood scale (DreamerV2 loss_scales.discount: 1.0)"""
+    learning_rate: float = 3e-4
+    """model Adam learning rate (dmc_vision model_opt.lr: 3e-4; defaults: 1e-4)"""
+    adam_eps: float = 1e-5
+    """model Adam epsilon (DreamerV2 model_opt.eps: 1e-5)"""
+    grad_clip: float = 100.0
+    """model global gradient-norm clip (DreamerV2 model_opt.clip: 100)"""
+    weight_decay: float = 1e-6
+    """decoupled weight decay per update, w <- (1 - wd) w (DreamerV2 model_opt.wd: 1e-6)"""
+
+    def __post_init__(self):
+        _check(self.stoch_dim >= 1, "model.stoch_dim", self.stoch_dim, ">= 1")
+        _check(self.classes == 0 or self.classes >= 2, "model.classes", self.classes, "0 (Gaussian) or >= 2")
+        _check(0.0 < self.kl_balance < 1.0, "model.kl_balance", self.kl_balance, "in (0, 1)")
+        _check(self.kl_free >= 0, "model.kl_free", self.kl_free, ">= 0")
+        _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
+        _check(0 <= self.weight_decay < 1, "model.weight_decay", self.weight_decay, "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    """Imagination actor-critic (DreamerV2 agent.py::ActorCritic); defaults from danijar/dreamerv2
+    configs.yaml ``defaults`` + ``dmc_vision`` (methods.md section 2.2)."""
+
+    horizon: int = 15
+    """imagination horizon H (DreamerV2 imag_horizon: 15)"""
+    discount: float = 0.99
+    """discount gamma (DreamerV2 discount: 0.99)"""
+    lambda_: float = 0.95
+    """lambda of the lambda-returns (DreamerV2 discount_lambda: 0.95)"""
+    actor_lr: float = 8e-5
+    """actor Adam learning rate (DreamerV2 actor_opt.lr: 8e-5)"""
+    critic_lr: float = 8e-5
+    """critic Adam learning rate (dmc_vision critic_opt.lr: 8e-5; defaults: 2e-4)"""
+    adam_eps: float = 1e-5
+    """Adam epsilon of both optimisers (DreamerV2 actor_opt/critic_opt eps: 1e-5)"""
+    grad_clip: float = 100.0
+    """global gradient-norm clip, per optimiser (DreamerV2 clip: 100)"""
+    weight_decay: float = 1e-6
+    """decoupled weight decay per update (DreamerV2 wd: 1e-6)"""
+    actor_entropy: float = 1e-4
+    """entropy bonus scale (dmc_vision actor_ent: 1e-4; defaults: 2e-3)"""
+    actor_grad: Literal["dynamics", "reinforce", "both"] = "dynamics"
+    """actor gradient: backprop through the model, REINFORCE, or a mix (DreamerV2 auto = dynamics for continuous actions)"""
+    actor_grad_mix: float = 0.1
+    """weight of the dynamics term when actor_grad is both (DreamerV2 actor_grad_mix: 0.1)"""
+    target_update_every: int = 100
+    """hard-copy the critic into the target critic every this many updates (DreamerV2 slow_target_update: 100, fraction 1)"""
+    layers: int = 4
+    """hidden layers of actor and critic (DreamerV2 actor/critic layers: 4)"""
+    units: int = 400
+    """units per hidden layer (DreamerV2 actor/critic units: 400)"""
+    actor_dist: Literal["trunc_normal", "tanh_normal"] = "trunc_normal"
+    """continuous action distribution (DreamerV2 actor.dist auto = trunc_normal for continuous actions)"""
+    actor_min_std: float = 0.1
+    """minimum action std (DreamerV2 actor.min_std: 0.1)"""
+    exploration_noise: float = 0.0
+    """extra Gaussian noise on sampled actions while collecting (DreamerV2 expl_noise: 0.0)"""
+
+    def __post_init__(self):
+        _check(self.horizon >= 2, "actor_critic.horizon", self.horizon, ">= 2")
+        _check(0.0 < self.discount <= 1.0, "actor_critic.discount", self.discount, "in (0, 1]")
+        _check(0.0 <= self.lambda_ <= 1.0, "actor_critic.lambda_", self.lambda_, "in [0, 1]")
+        _check(self.actor_lr > 0, "actor_critic.actor_lr", self.actor_lr, "> 0")
+        _check(self.critic_lr > 0, "actor_critic.critic_lr", self.critic_lr, "> 0")
+        _check(0.0 <= self.actor_grad_mix <= 1.0, "actor_critic.actor_grad_mix", self.actor_grad_mix, "in [0, 1]")
+        _check(self.target_update_every >= 1, "actor_critic.target_update_every", self.target_update_every, ">= 1")
+        _check(self.actor_min_std > 0, "actor_critic.actor_min_std", self.actor_min_std, "> 0")
+
+
+@dataclass(frozen=True)
 class CEMConfig:
     """Cross-entropy method over action sequences (PlaNet, Hafner et al. 2019, planning.py)."""
 
@@ -156,6 +263,7 @@ class MPPIConfig:
 
     def __post_init__(self):
         _check(self.horizon >= 1, "mppi.horizon", self.horizon, ">= 1")
+        _check(self.iterations >= 1, "mppi.iterations", self.iterations, ">= 1")
         _check(self.samples >= 2, "mppi.samples", self.samples, ">= 2")
         _check(self.temperature > 0, "mppi.temperature", self.temperature, "> 0")
         _check(self.noise_std > 0, "mppi.noise_std", self.noise_std, "> 0")
@@ -207,7 +315,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: Literal["planet"] = "planet"
+    method: Literal["planet", "dreamerv2"] = "planet"
     """which world model to train; picks the class of ``model`` (see model_config_class)"""
     seed: int = 0
     """seed for torch, numpy and the environment"""
@@ -221,6 +329,7 @@ class RunConfig:
     model: Any = field(default_factory=PlaNetConfig)
     cem: CEMConfig = field(default_factory=CEMConfig)
     mppi: MPPIConfig = field(default_factory=MPPIConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -236,7 +345,9 @@ def model_config_class(method: str) -> type:
     """The model-config dataclass for a method name (explicit mapping; no registry)."""
     if method == "planet":
         return PlaNetConfig
-    raise ConfigError(f"Unknown method {method!r}; allowed: planet.")
+    if method == "dreamerv2":
+        return DreamerConfig
+    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2.")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -293,6 +404,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str):
             return value

@@ -1,0 +1,120 @@
+"""End-to-end training on a real DMC task at tiny sizes; kill -9 + resume loses nothing; NaN stops cleanly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldmodels import checkpoint, keys
+from worldmodels.config import load_config
+from worldmodels.logger import read_metrics
+from worldmodels.replay import SequenceReplay
+from worldmodels.training import TrainingDiverged, checkpoint_path, train, updates_owed
+
+TINY = [
+    "env.domain=cartpole", "env.task=swingup", "env.episode_length=48", "env.action_repeat=4",
+    "model.deter_dim=16", "model.stoch_dim=4", "model.hidden_dim=16", "model.cnn_depth=4",
+    "model.reward_units=16", "model.reward_layers=1",
+    "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
+    "cem.horizon=3", "cem.candidates=16", "cem.top_k=4", "cem.iterations=2",
+    "train.seed_episodes=2", "train.total_episodes=4", "train.updates_per_episode=3",
+    "train.eval_every=2", "train.eval_episodes=1",
+    "log.progress=false", "log.tensorboard=false", "device=cpu",
+]
+
+
+def tiny_config(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+def test_tiny_run_end_to_end(tmp_path):
+    run_dir = train(tiny_config(), run_dir=tmp_path / "run")
+    assert (run_dir / "config.yaml").is_file()
+    state = checkpoint.load(checkpoint_path(run_dir))
+    cfg = tiny_config()
+    assert state["counters"]["updates"] == updates_owed(cfg, 4) == 9
+    assert state["counters"]["episodes"] == 4
+    records = read_metrics(run_dir)
+    evals = [r for r in records if "eval/episode/return" in r]
+    assert len(evals) == 2  # after episodes 2 and 4
+    assert any("train/loss/kl" in r for r in records)
+    replay = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    assert replay.num_episodes == 4
+    assert replay.num_rows == 4 * (48 // 4 + 1)
+
+
+def test_refuses_to_overwrite_existing_run(tmp_path):
+    run_dir = train(tiny_config("train.total_episodes=2", "train.eval_every=0"), run_dir=tmp_path / "run")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(), run_dir=run_dir)
+
+
+def _replay_snapshot(run_dir):
+    replay = SequenceReplay(Path(run_dir) / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    return replay.num_episodes, replay.num_rows
+
+
+@pytest.mark.slow
+def test_kill_and_resume_loses_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "worldmodels.cli", "train", "--run-dir", str(run_dir), "-"]
+    cfg_path = tmp_path / "tiny.yaml"
+    from worldmodels.config import save_config
+
+    save_config(tiny_config("train.total_episodes=7", "train.updates_per_episode=6", "train.eval_every=0"), cfg_path)
+    args[-1] = str(cfg_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if checkpoint_path(run_dir).exists() and _replay_snapshot(run_dir)[0] >= 4:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training subprocess made no progress: " + proc.stderr.read().decode()[-2000:])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    episodes_before, rows_before = _replay_snapshot(run_dir)
+    before = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    first_episodes = [before.episode(i)[keys.PIXELS].clone() for i in range(episodes_before)]
+    saved = checkpoint.load(checkpoint_path(run_dir))
+
+    train(run_dir=run_dir, resume=True)
+
+    after = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    assert after.num_episodes == 7
+    for i, pixels in enumerate(first_episodes):
+        assert torch.equal(after.episode(i)[keys.PIXELS], pixels), f"episode {i} from before the crash changed"
+    final = checkpoint.load(checkpoint_path(run_dir))
+    cfg = load_config(run_dir / "config.yaml")
+    assert final["counters"]["updates"] == updates_owed(cfg, 7)
+    assert final["counters"]["updates"] >= saved["counters"]["updates"]
+    assert episodes_before >= 4
+
+
+def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
+    from worldmodels import planet
+
+    original = planet.PlaNet.loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        calls["n"] += 1
+        if calls["n"] >= 4:
+            return out._replace(loss=out.loss * float("nan"))
+        return out
+
+    monkeypatch.setattr(planet.PlaNet, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="NaN|nan"):
+        train(tiny_config("train.eval_every=0"), run_dir=tmp_path / "run")
+    state = checkpoint.load(checkpoint_path(tmp_path / "run"))
+    assert state["counters"]["updates"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

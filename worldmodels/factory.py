@@ -1,0 +1,76 @@
+"""Build models, planners and agents from a RunConfig (explicit if/elif; no registry).
+
+Values derived from the environment (action size, image shape) are passed in as arguments,
+never written back into the config.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from worldmodels.base import WorldModel
+from worldmodels.config import ConfigError, RunConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} was requested but no CUDA GPU is available; use device=auto or cpu.")
+    return torch.device(name)
+
+
+def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
+    """The world model named by ``cfg.method``."""
+    if cfg.method == "planet":
+        from worldmodels.planet import PlaNet
+
+        return PlaNet(cfg.model, action_dim=action_dim, image_shape=image_shape)
+    if cfg.method == "dreamerv2":
+        from worldmodels.dreamer import DreamerV2
+
+        return DreamerV2(cfg.model, action_dim=action_dim, image_shape=image_shape)
+    raise ConfigError(f"Unknown method {cfg.method!r}.")
+
+
+def uses_actor(cfg: RunConfig) -> bool:
+    """Whether the method learns a policy in imagination (DreamerV2) instead of planning (PlaNet)."""
+    return cfg.method == "dreamerv2"
+
+
+def make_behaviour(cfg: RunConfig, model: WorldModel):
+    """The imagination actor-critic for methods that learn behaviour, else None."""
+    if not uses_actor(cfg):
+        return None
+    from planners.actor_critic import ImaginationActorCritic
+
+    return ImaginationActorCritic(model, cfg.actor_critic)
+
+
+def make_planner(cfg: RunConfig, model: WorldModel, objective=None):
+    """CEM or MPPI (``cfg.planner``) toward ``objective`` (default: predicted reward)."""
+    from planners.objectives import RewardObjective
+
+    objective = objective if objective is not None else RewardObjective(model)
+    if cfg.planner == "cem":
+        from planners.cem import CEMPlanner
+
+        return CEMPlanner(model, objective, cfg.cem)
+    from planners.mppi import MPPIPlanner
+
+    return MPPIPlanner(model, objective, cfg.mppi)
+
+
+def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool = False, objective=None):
+    """The acting agent: a PolicyAgent on the actor when the method has one, else a PlanningAgent.
+
+    ``explore`` adds the configured exploration noise (collection); evaluation uses none.
+    """
+    from planners.agents import PlanningAgent, PolicyAgent
+
+    if behaviour is not None:
+        return PolicyAgent(model, behaviour.act_fn(sample=explore))
+    planner = make_planner(cfg, model, objective)
+    noise = (cfg.cem.exploration_noise if cfg.planner == "cem" else cfg.mppi.exploration_noise) if explore else 0.0
+    return PlanningAgent(model, planner, model.action_dim, exploration_noise=noise)

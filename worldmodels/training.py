@@ -1,0 +1,309 @@
+"""The training loop, top to bottom: seed episodes -> (update model -> collect) ... with evals.
+
+Schedule (PlaNet, Hafner et al. 2019, Algorithm 1): collect ``seed_episodes`` random episodes,
+then repeat: C = ``updates_per_episode`` updates, (evaluate,) checkpoint, collect one episode
+with the agent. The loop's position is *derived* from what is durable -- the number of episodes
+on disk in the replay and the update counter in the last checkpoint -- so a run killed at any
+point resumes where it was: updates owed for an episode that landed just before the crash are
+made up, and no completed episode is lost.
+
+Acting never trains and training never acts: ``collect_episode``/``evaluate`` run the agent
+under ``torch.inference_mode`` (inside the agent); ``update`` only touches replay batches.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+from tqdm.auto import tqdm
+
+from envs import make_env
+from worldmodels import checkpoint, keys
+from worldmodels.config import RunConfig, load_config, save_config, to_dict
+from worldmodels.factory import make_agent, make_behaviour, make_model, resolve_device
+from worldmodels.logger import Logger
+from worldmodels.replay import SequenceReplay
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient became NaN/inf; the last good state was checkpointed."""
+
+
+@dataclass
+class Run:
+    """Everything a training run holds; built by :func:`build_run`."""
+
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    env: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    behaviour: object | None
+    replay: SequenceReplay
+    logger: Logger
+    counters: dict = field(default_factory=lambda: {"updates": 0, "last_eval_episode": -1, "train_seconds": 0.0})
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.method}_{cfg.env.domain}_{cfg.env.task}_{cfg.seed}_{stamp}"
+
+
+def episode_steps(env) -> int:
+    """Agent steps in one episode (env steps / action repeat, rounded up)."""
+    return math.ceil(env.episode_length / env.action_repeat)
+
+
+def build_run(cfg: RunConfig, run_dir: Path) -> Run:
+    """Construct env, model, optimiser, behaviour learner, replay and logger for ``cfg``."""
+    device = resolve_device(cfg.device)
+    env = make_env(cfg.env, seed=cfg.seed)
+    action_dim = env.action_spec.shape[-1]
+    image_shape = tuple(env.observation_spec[keys.PIXELS].shape[-3:])
+    model = make_model(cfg, action_dim, image_shape).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
+    behaviour = make_behaviour(cfg, model)
+    if behaviour is not None:
+        behaviour.to(device)
+    replay = SequenceReplay(
+        run_dir / "replay",
+        capacity=cfg.replay.capacity,
+        batch_size=cfg.replay.batch_size,
+        sequence_length=cfg.replay.sequence_length,
+        device=device,
+    )
+    logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
+    return Run(cfg, run_dir, device, env, model, optimizer, behaviour, replay, logger)
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "latest.pt"
+
+
+def save_run(run: Run) -> None:
+    """Atomically checkpoint model, optimisers, behaviour, counters and RNG states."""
+    payload = {
+        "config": to_dict(run.cfg),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "behaviour": run.behaviour.state_dict() if run.behaviour is not None else None,
+        "counters": dict(run.counters, episodes=run.replay.num_episodes),
+        "rng": checkpoint.rng_state(),
+    }
+    checkpoint.save_atomic(payload, checkpoint_path(run.run_dir))
+
+
+def restore_run(run: Run) -> None:
+    """Load the last checkpoint into ``run`` (model, optimisers, counters, RNG)."""
+    state = checkpoint.load(checkpoint_path(run.run_dir), map_location=run.device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.behaviour is not None and state.get("behaviour") is not None:
+        run.behaviour.load_state_dict(state["behaviour"])
+    run.counters.update({k: v for k, v in state["counters"].items() if k != "episodes"})
+    checkpoint.set_rng_state(state["rng"])
+
+
+# ----------------------------------------------------------------------------- acting
+
+
+def collect_episode(env, agent=None) -> TensorDict:
+    """One whole episode as a torchrl rollout ``[T]`` (random actions when ``agent`` is None)."""
+    if agent is not None:
+        agent.reset(1)
+    return env.rollout(
+        max_steps=episode_steps(env) + 1, policy=agent, auto_reset=True, break_when_any_done=True
+    )
+
+
+def episode_return(rollout: TensorDict) -> float:
+    return float(rollout[keys.NEXT, keys.REWARD].sum())
+
+
+def episode_frames(rollout: TensorDict) -> torch.Tensor:
+    """All observations of a rollout, uint8 ``[T+1, C, H, W]`` (first obs + every next obs)."""
+    return torch.cat([rollout[keys.PIXELS][:1], rollout[keys.NEXT, keys.PIXELS]], dim=0)
+
+
+def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, progress: bool = False) -> dict:
+    """Run ``episodes`` episodes without exploration noise; mean/std of returns (+ optional mp4).
+
+    Returns:
+        ``{"returns": [...], "mean": float, "std": float}``
+    """
+    returns, frames = [], []
+    for _ in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
+        rollout = collect_episode(env, agent)
+        returns.append(episode_return(rollout))
+        if video_path is not None:
+            frames.append(episode_frames(rollout))
+    if video_path is not None:
+        from worldmodels.viz import write_video
+
+        video = torch.cat(frames).permute(0, 2, 3, 1).numpy()
+        write_video(video, video_path, fps=20)
+    std = statistics.pstdev(returns) if len(returns) > 1 else 0.0
+    return {"returns": returns, "mean": statistics.fmean(returns), "std": std}
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def updates_owed(cfg: RunConfig, episodes: int) -> int:
+    """Total model updates due once ``episodes`` episodes are in the replay (PlaNet's C per episode)."""
+    return cfg.train.updates_per_episode * max(0, episodes - cfg.train.seed_episodes + 1)
+
+
+def _check_finite(value: torch.Tensor, what: str, update: int) -> None:
+    if not torch.isfinite(value):
+        raise TrainingDiverged(
+            f"The {what} became {value.item()} at update {update}; the run stopped and the last good "
+            "state is in checkpoints/latest.pt. Lower train.learning_rate or train.grad_clip and resume."
+        )
+
+
+def update(run: Run) -> dict:
+    """One gradient step of the world model (and of the behaviour learner, if any).
+
+    Non-finite loss or gradient norm raises :class:`TrainingDiverged` *before* the optimiser
+    step, so the parameters stay at their last good values.
+    """
+    batch = run.replay.sample()
+    run.model.train()
+    out = run.model.loss(batch)
+    _check_finite(out.loss.detach(), "world-model loss", run.counters["updates"])
+    run.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.grad_clip)
+    _check_finite(grad_norm, "world-model gradient norm", run.counters["updates"])
+    run.optimizer.step()
+    metrics = {f"train/{k}": v for k, v in out.metrics.items()}
+    metrics["train/loss/total"] = out.loss.detach()
+    metrics["train/grad_norm/model"] = grad_norm
+    if run.behaviour is not None:
+        behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
+        metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
+    run.counters["updates"] += 1
+    return metrics
+
+
+def mean_metrics(history: list[dict]) -> dict:
+    """Average lists of metric dicts (tensors or floats) into floats, one sync at the end."""
+    if not history:
+        return {}
+    out = {}
+    for name in history[0]:
+        values = torch.stack([torch.as_tensor(h[name], dtype=torch.float32).detach().cpu() for h in history])
+        out[name] = float(values.mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def prepare(cfg: RunConfig | None, run_dir: str | Path | None, resume: bool) -> tuple[RunConfig, Path]:
+    """Resolve the run directory and config (a resumed run reads its own ``config.yaml``)."""
+    if resume:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml); cannot resume.")
+        return load_config(run_dir / "config.yaml"), run_dir
+    run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg))
+    if checkpoint_path(run_dir).exists():
+        raise FileExistsError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} to continue it.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return cfg, run_dir
+
+
+def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """Train ``cfg`` (or resume the run in ``run_dir``); returns the run directory."""
+    cfg, run_dir = prepare(cfg, run_dir, resume)
+    checkpoint.seed_everything(cfg.seed)
+    run = build_run(cfg, run_dir)
+    if resume and checkpoint_path(run_dir).exists():
+        restore_run(run)
+    # A fresh env seed per (re)start, so a resumed run does not replay the same initial states.
+    run.env.set_seed(cfg.seed + 1000 * run.replay.num_episodes)
+    collect_agent = make_agent(cfg, run.model, run.behaviour, explore=True)
+    eval_agent = make_agent(cfg, run.model, run.behaviour, explore=False)
+    tcfg = cfg.train
+    started = time.time() - run.counters["train_seconds"]
+    bar = tqdm(total=tcfg.total_episodes, initial=run.replay.num_episodes, desc=f"{cfg.method}",
+               disable=not cfg.log.progress, dynamic_ncols=True, unit="ep")
+    postfix: dict = {}
+    try:
+        while True:
+            episodes = run.replay.num_episodes
+            env_steps = (run.replay.num_rows - episodes) * run.env.action_repeat
+            if episodes < tcfg.seed_episodes:
+                rollout = collect_episode(run.env, None)
+                run.replay.add_rollout(rollout)
+                run.logger.scalars({"train/episode/return": episode_return(rollout)}, env_steps)
+                bar.update(1)
+                continue
+            history = []
+            while run.counters["updates"] < updates_owed(cfg, episodes):
+                history.append(update(run))
+                if len(history) % 10 == 0:
+                    bar.set_postfix(postfix | {"loss": f"{float(history[-1]['train/loss/total']):.1f}"}, refresh=True)
+            if history:
+                run.logger.scalars(mean_metrics(history), env_steps)
+            if tcfg.eval_every and episodes % tcfg.eval_every == 0 and run.counters["last_eval_episode"] != episodes:
+                result = evaluate(run.env, eval_agent, tcfg.eval_episodes)
+                run.counters["last_eval_episode"] = episodes
+                run.logger.scalars({"eval/episode/return": result["mean"], "eval/episode/return_std": result["std"]}, env_steps)
+                postfix["eval"] = f"{result['mean']:.0f}"
+            run.counters["train_seconds"] = time.time() - started
+            out_of_time = tcfg.max_minutes > 0 and run.counters["train_seconds"] > 60 * tcfg.max_minutes
+            if episodes % tcfg.checkpoint_every == 0 or episodes >= tcfg.total_episodes or out_of_time:
+                save_run(run)
+            if episodes >= tcfg.total_episodes or out_of_time:
+                break
+            rollout = collect_episode(run.env, collect_agent)
+            run.replay.add_rollout(rollout)
+            postfix["return"] = f"{episode_return(rollout):.0f}"
+            run.logger.scalars({"train/episode/return": episode_return(rollout)}, env_steps)
+            bar.update(1)
+            bar.set_postfix(postfix, refresh=True)
+    except TrainingDiverged:
+        save_run(run)
+        raise
+    finally:
+        bar.close()
+        run.logger.close()
+        run.env.close()
+    return run_dir
+
+
+def load_trained(run_dir: str | Path, device: str | None = None):
+    """Load a run's config, env and model (weights from ``checkpoints/latest.pt``) for eval/plan/imagine.
+
+    Returns:
+        ``(cfg, env, model, behaviour)``; ``behaviour`` is None for planning methods.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml).")
+    cfg = load_config(run_dir / "config.yaml")
+    dev = resolve_device(device or cfg.device)
+    state = checkpoint.load(checkpoint_path(run_dir), map_location=dev)
+    env = make_env(cfg.env, seed=cfg.seed + 10_000)
+    model = make_model(cfg, env.action_spec.shape[-1], tuple(env.observation_spec[keys.PIXELS].shape[-3:])).to(dev)
+    model.load_state_dict(state["model"])
+    model.eval()
+    behaviour = make_behaviour(cfg, model)
+    if behaviour is not None:
+        behaviour.to(dev)
+        behaviour.load_state_dict(state["behaviour"])
+    return cfg, env, model, behaviour
