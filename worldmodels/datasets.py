@@ -1,0 +1,326 @@
+"""Offline episode datasets on disk (PLDM and other offline users) and random-policy collection.
+
+On-disk format ``worldmodels-episodes``, version 1 -- a directory holding::
+
+    dataset.json                 metadata, rewritten atomically after every episode
+    episodes/ep_000000.npz       one episode per file, in row format (below), written atomically
+    episodes/ep_000001.npz
+    ...
+
+``dataset.json``::
+
+    {"format": "worldmodels-episodes", "version": 1,
+     "env": {...},                     # the env config that produced the data (EnvConfig fields)
+     "num_episodes": int,              # files ep_000000 .. ep_{num_episodes-1} are committed
+     "num_steps": int,                 # transitions (= rows - episodes)
+     "num_rows": int,                  # observations
+     "pixels": "stored" | "render",    # "render": no pixels on disk; a render_fn(state) makes them
+     "fields": {name: {"dtype": "float32", "shape": [S]}, ...}}   # per-row shapes
+
+Each ``ep_XXXXXX.npz`` (uncompressed ``numpy.savez``) holds one array per field, ``[L, *shape]``,
+L = T + 1 rows for T transitions, following the alignment rule of :mod:`worldmodels.keys`:
+``pixels`` (uint8 ``[L, C, H, W]``, only when stored), ``state``, ``action`` (taken at t; zeros
+on the last row), ``prev_action`` (led to t; zeros on row 0), ``reward`` ``[L, 1]`` (on arriving;
+0 on row 0), ``is_first``, ``is_last``, ``is_terminal`` (bool ``[L, 1]``), and ``proprio`` when the
+env provides it. Each file is written to a temp name and ``os.replace``-d, then ``dataset.json``
+is replaced, so a crash never leaves a half episode: files beyond ``num_episodes`` are ignored
+and overwritten by the next writer.
+
+Large low-dimensional datasets (PLDM Two Rooms: 3M transitions, ~25 GB as 65x65 images) are
+stored without pixels (``store_pixels=False``); :func:`load_dataset` then takes a
+``render_fn(state [N, S]) -> uint8 [N, C, H, W]`` (e.g. ``envs.two_rooms.render_positions``)
+and renders the frames of each sampled window on the fly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from tqdm import tqdm
+
+from worldmodels import keys
+from worldmodels.episode_storage import atomic_write_json, check_rows, row_fields
+from worldmodels.replay import steps_to_rows
+
+FORMAT = "worldmodels-episodes"
+VERSION = 1
+RenderFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
+
+
+def _episode_path(directory: Path, index: int) -> Path:
+    return directory / "episodes" / f"ep_{index:06d}.npz"
+
+
+class EpisodeDatasetWriter:
+    """Write episodes (row format) into a ``worldmodels-episodes`` directory, one atomic file each.
+
+    Args:
+        directory: dataset directory; created if missing, appended to if it holds a dataset.
+        env_config: the env config (a dict, e.g. ``dataclasses.asdict(EnvConfig)``) stored as ``env``.
+        store_pixels: False drops ``pixels`` (frames are rendered from ``state`` at load time).
+        durable: fsync each episode file and the metadata (survives power loss, not only crashes).
+
+    Example::
+
+        with EpisodeDatasetWriter("data/cartpole", {"domain": "cartpole"}) as writer:
+            writer.add_episode(rows)            # TensorDict [L] in row format
+    """
+
+    def __init__(self, directory, env_config: dict, store_pixels: bool = True, durable: bool = True):
+        self.directory = Path(directory)
+        (self.directory / "episodes").mkdir(parents=True, exist_ok=True)
+        self.durable = durable
+        meta_path = self.directory / "dataset.json"
+        if meta_path.exists():
+            self.meta = _read_metadata(self.directory)
+            if self.meta["pixels"] != ("stored" if store_pixels else "render"):
+                raise ValueError(
+                    f"{self.directory} stores pixels={self.meta['pixels']!r}; open it with the same store_pixels."
+                )
+        else:
+            self.meta = {"format": FORMAT, "version": VERSION, "env": dict(env_config), "num_episodes": 0,
+                         "num_steps": 0, "num_rows": 0, "pixels": "stored" if store_pixels else "render", "fields": {}}
+
+    @property
+    def num_episodes(self) -> int:
+        return self.meta["num_episodes"]
+
+    def add_episode(self, rows: TensorDict) -> int:
+        """Write one episode ``[L]`` in row format; returns its index. ``[N, L]`` adds N episodes."""
+        if rows.batch_dims == 2:
+            return [self.add_episode(episode) for episode in rows.unbind(0)][-1]
+        check_rows(rows)
+        if self.meta["pixels"] == "render":
+            rows = rows.exclude(keys.PIXELS)
+        rows = rows.exclude(keys.EPISODE).to("cpu")
+        fields = row_fields(rows)
+        if self.meta["fields"] and fields != self.meta["fields"]:
+            raise ValueError(f"episode fields {fields} differ from the dataset's fields {self.meta['fields']}.")
+        index = self.meta["num_episodes"]
+        path = _episode_path(self.directory, index)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as file:
+            np.savez(file, **{key: value.numpy() for key, value in rows.items()})
+            if self.durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(tmp, path)
+        length = rows.shape[0]
+        self.meta.update(fields=fields, num_episodes=index + 1, num_rows=self.meta["num_rows"] + length,
+                         num_steps=self.meta["num_steps"] + length - 1)
+        atomic_write_json(self.directory / "dataset.json", self.meta, fsync=self.durable)
+        return index
+
+    def close(self) -> None:
+        """Nothing is buffered (every episode is committed on ``add_episode``); kept for symmetry."""
+
+    def __enter__(self) -> "EpisodeDatasetWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_metadata(directory: Path) -> dict:
+    path = Path(directory) / "dataset.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no episode dataset at {directory}: {path.name} not found.")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}.")
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"{path} has format version {meta.get('version')!r}; this worldmodels reads version {VERSION}."
+        )
+    return meta
+
+
+class OfflineSequenceDataset:
+    """An episode dataset held in memory as flat rows; samples ``[B, T]`` windows inside episodes.
+
+    Build with :func:`load_dataset`. Windows are drawn uniformly over all valid (episode, start)
+    pairs, like :class:`worldmodels.replay.SequenceReplay`; pixels come from disk or, for
+    ``pixels: render`` datasets, from ``render_fn(state)`` for the sampled rows only.
+    """
+
+    def __init__(self, meta: dict, rows: TensorDict, lengths: torch.Tensor, render_fn: RenderFn | None = None):
+        self.meta, self.rows, self.render_fn = meta, rows, render_fn
+        self.lengths = lengths  # [E] rows per episode
+        self.starts = torch.cumsum(lengths, 0) - lengths  # [E] first row of each episode
+
+    @property
+    def env_config(self) -> dict:
+        return dict(self.meta["env"])
+
+    @property
+    def pixels_stored(self) -> bool:
+        return self.meta["pixels"] == "stored"
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_steps(self) -> int:
+        return self.meta["num_steps"]
+
+    def _with_pixels(self, rows: TensorDict, pixels: bool) -> TensorDict:
+        """Add rendered pixels to flat rows ``[N]`` when needed; raise if they cannot be had."""
+        if not pixels or self.pixels_stored:
+            return rows
+        if self.render_fn is None:
+            raise ValueError("this dataset stores no pixels (pixels: render); pass render_fn to load_dataset, "
+                             "or sample with pixels=False.")
+        frames = torch.as_tensor(np.asarray(self.render_fn(rows.get(keys.STATE))))  # [N,C,H,W]
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[0] != rows.shape[0]:
+            raise ValueError(f"render_fn must return uint8 [N, C, H, W] for N={rows.shape[0]} states, got "
+                             f"{frames.dtype} {tuple(frames.shape)}.")
+        return rows.set(keys.PIXELS, frames)
+
+    def episode(self, index: int, pixels: bool = True) -> TensorDict:
+        """Rows ``[L]`` of episode ``index`` (pixels rendered if not stored and ``pixels``)."""
+        start, length = int(self.starts[index]), int(self.lengths[index])
+        return self._with_pixels(self.rows[start : start + length].clone(), pixels)
+
+    def sample(self, batch_size: int, sequence_length: int, pixels: bool = True, device="cpu",
+               generator: torch.Generator | None = None) -> TensorDict:
+        """Sample ``batch_size`` windows of ``sequence_length`` consecutive rows, each inside one episode.
+
+        Args:
+            pixels: include ``pixels`` (rendered on the fly for ``pixels: render`` datasets).
+            generator: optional RNG; default torch's global RNG.
+
+        Returns:
+            TensorDict ``[B, T]`` on ``device``.
+        """
+        counts = (self.lengths - sequence_length + 1).clamp_min(0)  # [E] valid window starts
+        total = int(counts.sum())
+        if total == 0:
+            raise ValueError(f"no episode has {sequence_length} rows (longest: {int(self.lengths.max())}); "
+                             "lower sequence_length.")
+        draw = torch.randint(total, (batch_size,), generator=generator)  # [B]
+        cumulative = counts.cumsum(0)
+        episode = torch.searchsorted(cumulative, draw, right=True)  # [B]
+        start = self.starts[episode] + draw - (cumulative - counts)[episode]  # [B]
+        index = (start[:, None] + torch.arange(sequence_length)).reshape(-1)  # [B*T]
+        flat = self.rows.apply(lambda x: torch.index_select(x, 0, index), batch_size=[index.numel()])
+        return self._with_pixels(flat, pixels).reshape(batch_size, sequence_length).to(device)
+
+    def fill_replay(self, replay, progress: bool = False) -> int:
+        """Add every episode to a :class:`~worldmodels.replay.SequenceReplay` (rendering pixels if
+        needed); returns the number added."""
+        for index in tqdm(range(self.num_episodes), desc="fill replay", disable=not progress):
+            replay.add_episode(self.episode(index))
+        return self.num_episodes
+
+
+def load_dataset(directory, render_fn: RenderFn | None = None) -> OfflineSequenceDataset:
+    """Load a ``worldmodels-episodes`` directory into memory (pixels only if stored).
+
+    Args:
+        directory: the dataset directory.
+        render_fn: ``state [N, S] -> uint8 [N, C, H, W]``; needed to get pixels from a
+            ``pixels: render`` dataset (e.g. ``envs.two_rooms.render_positions``).
+
+    Raises:
+        FileNotFoundError: no ``dataset.json`` in ``directory``.
+        ValueError: unknown format or version.
+    """
+    directory = Path(directory)
+    meta = _read_metadata(directory)
+    fields, num_rows = meta["fields"], meta["num_rows"]
+    rows = TensorDict(
+        {k: torch.empty([num_rows, *f["shape"]], dtype=getattr(torch, f["dtype"])) for k, f in fields.items()},
+        batch_size=[num_rows],
+    )  # preallocated [R, ...]: no second copy while loading
+    lengths, cursor = [], 0
+    for index in range(meta["num_episodes"]):
+        with np.load(_episode_path(directory, index)) as episode:
+            length = episode[keys.IS_FIRST].shape[0]
+            for key in fields:
+                rows.get(key)[cursor : cursor + length] = torch.from_numpy(episode[key])
+        lengths.append(length)
+        cursor += length
+    return OfflineSequenceDataset(meta, rows, torch.tensor(lengths, dtype=torch.int64), render_fn)
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+_MAX_EPISODE_STEPS = 1_000_000
+
+
+def random_actions(action_spec, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """Uniform actions in the spec's box. Shapes: ``-> [steps, A]``."""
+    low, high = action_spec.space.low, action_spec.space.high  # [A]
+    return low + (high - low) * torch.rand(steps, *low.shape, generator=generator)
+
+
+def collect_random_episodes(env, num_episodes: int, writer_or_directory, seed: int = 0, progress: bool = True,
+                            store_pixels: bool = True, env_config: dict | None = None) -> EpisodeDatasetWriter:
+    """Run ``num_episodes`` uniform-random-policy episodes of a torchrl env into a dataset.
+
+    Each episode is one ``env.rollout`` to its end (time limit or terminal), flattened into rows
+    by :func:`worldmodels.replay.steps_to_rows` and written atomically.
+
+    Args:
+        env: torchrl env (e.g. ``envs.dmc.DMCEnv``) with a bounded ``action_spec``.
+        writer_or_directory: an :class:`EpisodeDatasetWriter`, or a directory for a new one made
+            with ``env_config`` and ``store_pixels``.
+        seed: seeds the env and the action sampler.
+
+    Returns:
+        the writer (``writer.num_episodes`` episodes on disk).
+    """
+    writer = writer_or_directory
+    if not isinstance(writer, EpisodeDatasetWriter):
+        writer = EpisodeDatasetWriter(writer_or_directory, env_config or {}, store_pixels)
+    generator = torch.Generator().manual_seed(seed)
+    env.set_seed(seed)
+
+    def policy(td):
+        return td.set(keys.ACTION, random_actions(env.action_spec, 1, generator)[0])
+
+    for _ in tqdm(range(num_episodes), desc="collect", unit="ep", disable=not progress):
+        with torch.inference_mode():
+            rollout = env.rollout(_MAX_EPISODE_STEPS, policy=policy, break_when_any_done=True)
+        if not rollout[-1].get((keys.NEXT, keys.DONE)).all():
+            raise ValueError(f"an episode did not end within {_MAX_EPISODE_STEPS} steps; give the env a time limit.")
+        writer.add_episode(steps_to_rows(rollout.clone()))
+    return writer
+
+
+def collect_command(domain: str, task: str, episodes: int, out, image_size: int = 64,
+                    action_repeat: int | None = None, episode_length: int = 1000, seed: int = 0,
+                    store_pixels: bool = True, progress: bool = True) -> Path:
+    """``worldmodels collect --domain D --task T --episodes N --out DIR [--no-pixels]``.
+
+    Runs ``episodes`` uniform-random-policy episodes of ``envs.dmc.DMCEnv(domain, task, ...)`` and
+    writes them to the dataset directory ``out`` (appending if it already holds a dataset).
+
+    Args:
+        image_size: rendered square side (PlaNet/Dreamer: 64).
+        action_repeat: None = PlaNet's per-domain value.
+        episode_length: env steps per episode (DMC: 1000).
+        store_pixels: False (``--no-pixels``) stores state only; frames must then be re-rendered.
+
+    Returns:
+        ``Path(out)``.
+    """
+    from envs.dmc import DMCEnv
+
+    env = DMCEnv(domain, task, image_size=image_size, action_repeat=action_repeat,
+                 episode_length=episode_length, seed=seed)
+    env_config = {"suite": "dmc", "domain": domain, "task": task, "image_size": image_size,
+                  "camera": env.camera, "action_repeat": env.action_repeat, "episode_length": episode_length, "seed": seed}
+    try:
+        collect_random_episodes(env, episodes, EpisodeDatasetWriter(out, env_config, store_pixels), seed, progress)
+    finally:
+        env.close()
+    return Path(out)

@@ -1,0 +1,258 @@
+"""Episode-ring storage for :mod:`worldmodels.replay`: torchrl Storage, Writer and Sampler parts.
+
+* :class:`EpisodeMemmapStorage` -- torchrl ``LazyMemmapStorage`` that can reopen its memmap files,
+  gathers rows with ``index_select`` and fsyncs.
+* :class:`EpisodeTable` -- the live episodes of the ring (oldest first) and where the next goes.
+* :class:`EpisodeWriter` -- a torchrl ``Writer`` storing one whole episode per ``extend`` and
+  committing it durably (evictions recorded, rows written + flushed, episode recorded).
+* :class:`EpisodeWindowSampler` -- a torchrl ``Sampler`` drawing ``[B, T]`` windows inside episodes.
+
+Rows follow the alignment rule of :mod:`worldmodels.keys` (:func:`check_rows` validates them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+from torchrl.data import LazyMemmapStorage
+from torchrl.data.replay_buffers.samplers import Sampler
+from torchrl.data.replay_buffers.writers import Writer
+
+from worldmodels import keys
+
+FORMAT = "worldmodels-replay"
+VERSION = 1
+ROW_KEYS = (keys.ACTION, keys.PREV_ACTION, keys.REWARD, keys.IS_FIRST, keys.IS_LAST, keys.IS_TERMINAL)
+"""Keys every row has besides the observation keys (``pixels``, ``state``, ``proprio``, ...)."""
+
+
+def check_rows(rows: TensorDict) -> None:
+    """Raise ValueError unless ``rows`` is one episode in row format (alignment rule of keys.py)."""
+    if rows.batch_dims != 1 or rows.shape[0] < 2:
+        raise ValueError(f"an episode is a 1-D TensorDict of >= 2 rows, got batch size {tuple(rows.shape)}.")
+    missing = [k for k in ROW_KEYS if k not in rows.keys()]
+    if missing:
+        raise ValueError(f"episode rows lack keys {missing}; rows need {list(ROW_KEYS)} plus observations.")
+    is_first = rows.get(keys.IS_FIRST).reshape(-1)
+    is_last = rows.get(keys.IS_LAST).reshape(-1)
+    if not (is_first[0] and not is_first[1:].any() and is_last[-1] and not is_last[:-1].any()):
+        raise ValueError("episode rows must have is_first only on row 0 and is_last only on the last row.")
+    if rows.get(keys.ACTION)[-1].any() or rows.get(keys.PREV_ACTION)[0].any() or rows.get(keys.REWARD)[0].any():
+        raise ValueError(
+            "alignment rule violated: action must be 0 on the last row, prev_action and reward 0 on row 0."
+        )
+
+
+def row_fields(rows: TensorDict) -> dict:
+    """Per-row ``{key: {"dtype": "uint8", "shape": [3, 64, 64]}}`` of rows ``[L]`` (the stored schema)."""
+    return {
+        k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape[1:])} for k, v in sorted(rows.items())
+    }
+
+
+class EpisodeMemmapStorage(LazyMemmapStorage):
+    """``LazyMemmapStorage`` that reopens its files, reads windows with ``index_select`` and fsyncs.
+
+    ``index_select`` gathers a flat index about 7x faster than advanced indexing on memmaps
+    (measured: 2500 rows of 64x64x3 uint8 in ~3 ms instead of ~18 ms).
+    """
+
+    def reopen(self, length: int) -> None:
+        """Map the memmap files already in ``scratch_dir`` (no copy) holding ``length`` written rows."""
+        self._storage = TensorDict.load_memmap(self.scratch_dir)
+        self.initialized = True
+        self._len = length
+
+    def get(self, index):
+        if isinstance(index, torch.Tensor) and index.ndim == 1 and self.initialized:
+            return self._storage.apply(
+                lambda x: torch.index_select(x.as_subclass(torch.Tensor), 0, index), batch_size=[index.numel()]
+            )
+        return super().get(index)
+
+    def fields(self) -> dict:
+        """``{key: {"dtype", "shape"}}`` of one stored row (empty before the first write)."""
+        if not self.initialized:
+            return {}
+        if getattr(self, "_fields", None) is None:
+            self._fields = row_fields(self._storage[:1])
+        return self._fields
+
+    def flush(self) -> None:
+        """fsync every memmap file so written rows survive a power loss (kill -9 needs no flush)."""
+        for tensor in self._storage.values(include_nested=True, leaves_only=True):
+            fd = os.open(tensor.filename, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+class EpisodeTable:
+    """The live episodes of a ring storage, oldest first: ids, starts, lengths, returns."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.cursor = 0
+        self.next_id = 0
+        self.rows_added = 0
+        self.ids: list[int] = []
+        self.starts: list[int] = []
+        self.lengths: list[int] = []
+        self.returns: list[float] = []
+
+    def place(self, length: int) -> int:
+        """Choose where an episode of ``length`` rows goes; evict (oldest first) what it overwrites."""
+        if length > self.capacity:
+            raise ValueError(f"an episode of {length} rows does not fit in a replay of capacity {self.capacity} rows.")
+        wrap = self.cursor + length > self.capacity
+        start = 0 if wrap else self.cursor
+        while self.ids and (
+            (wrap and self.starts[0] >= self.cursor)  # the unused tail holds the oldest episodes
+            or (self.starts[0] < start + length and start < self.starts[0] + self.lengths[0])  # overlap
+        ):
+            for column in (self.ids, self.starts, self.lengths, self.returns):
+                column.pop(0)
+        return start
+
+    def add(self, start: int, length: int, episode_return: float) -> int:
+        episode_id = self.next_id
+        self.ids.append(episode_id)
+        self.starts.append(start)
+        self.lengths.append(length)
+        self.returns.append(episode_return)
+        self.next_id += 1
+        self.rows_added += length
+        self.cursor = start + length
+        return episode_id
+
+    def to_json(self) -> dict:
+        return {"capacity": self.capacity, "cursor": self.cursor, "next_episode_id": self.next_id,
+                "rows_added": self.rows_added,
+                "episodes": {"id": self.ids, "start": self.starts, "length": self.lengths, "return": self.returns}}
+
+    def load_json(self, meta: dict) -> None:
+        self.cursor, self.next_id, self.rows_added = meta["cursor"], meta["next_episode_id"], meta["rows_added"]
+        episodes = meta["episodes"]
+        self.ids, self.starts = list(episodes["id"]), list(episodes["start"])
+        self.lengths, self.returns = list(episodes["length"]), list(episodes["return"])
+
+
+class EpisodeWriter(Writer):
+    """torchrl Writer that stores one whole episode per ``extend`` call and commits it durably.
+
+    Args:
+        table: the shared :class:`EpisodeTable`.
+        metadata_path: where the table is written atomically (temp file + ``os.replace``).
+        durable: fsync memmaps and metadata (survives power loss, not just process death).
+    """
+
+    def __init__(self, table: EpisodeTable, metadata_path: Path, durable: bool = True):
+        super().__init__()
+        self.table, self.metadata_path, self.durable = table, Path(metadata_path), durable
+
+    def add(self, data):
+        raise ValueError("EpisodeWriter stores whole episodes; use extend(rows) with rows [L].")
+
+    def extend(self, rows: TensorDict) -> torch.Tensor:
+        check_rows(rows)
+        length = rows.shape[0]
+        rows = rows.clone(False).set(keys.EPISODE, torch.full((length,), self.table.next_id, dtype=torch.int64))
+        stored = self._storage.fields()
+        if stored and row_fields(rows) != stored:
+            raise ValueError(f"episode fields {row_fields(rows)} differ from the stored fields {stored}.")
+        num_before = len(self.table.ids)
+        start = self.table.place(length)
+        if len(self.table.ids) != num_before:  # evictions hit disk before their rows are overwritten
+            self.save_metadata()
+        index = torch.arange(start, start + length)
+        self._storage.set(slice(start, start + length), rows)
+        if self.durable:
+            self._storage.flush()
+        self.table.add(start, length, float(rows.get(keys.REWARD).sum()))
+        self.save_metadata()
+        return index
+
+    def save_metadata(self) -> None:
+        meta = {"format": FORMAT, "version": VERSION, **self.table.to_json(),
+                "storage_len": len(self._storage), "num_rows": sum(self.table.lengths),
+                "fields": self._storage.fields()}
+        atomic_write_json(self.metadata_path, meta, fsync=self.durable)
+
+    def _empty(self, empty_write_count: bool = True) -> None:
+        raise ValueError("SequenceReplay cannot be emptied in place; use a new directory.")
+
+    def dumps(self, path):  # the storage directory *is* the checkpoint
+        return None
+
+    def loads(self, path):
+        return None
+
+    def state_dict(self) -> dict:
+        return self.table.to_json()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.table.load_json(state_dict)
+
+
+class EpisodeWindowSampler(Sampler):
+    """torchrl Sampler drawing ``[B, T]`` windows uniformly over all (episode, start) pairs.
+
+    ``sample(storage, batch_size)`` returns a flat index of ``batch_size = B * T`` rows (B windows
+    of ``sequence_length`` consecutive rows, each inside one live episode). Uses the replay buffer's
+    generator if one was given, else torch's global RNG (so training checkpoints can restore it).
+    """
+
+    def __init__(self, table: EpisodeTable, sequence_length: int):
+        self.table, self.sequence_length = table, sequence_length
+
+    def sample(self, storage, batch_size: int):
+        length = self.sequence_length
+        if batch_size % length:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of sequence_length {length}.")
+        lengths = torch.tensor(self.table.lengths, dtype=torch.int64)  # [E]
+        counts = (lengths - length + 1).clamp_min(0)  # [E] valid window starts per episode
+        total = int(counts.sum())
+        if total == 0:
+            longest = int(lengths.max()) if len(lengths) else 0
+            raise ValueError(
+                f"cannot sample windows of {length} rows: no stored episode is that long yet "
+                f"({len(lengths)} episodes, longest {longest} rows); add data or lower sequence_length."
+            )
+        draw = torch.randint(total, (batch_size // length,), generator=self._rng)  # [B]
+        cumulative = counts.cumsum(0)  # [E]
+        episode = torch.searchsorted(cumulative, draw, right=True)  # [B]
+        start = torch.tensor(self.table.starts, dtype=torch.int64)[episode] + draw - (cumulative - counts)[episode]
+        index = (start[:, None] + torch.arange(length)).reshape(-1)  # [B*T]
+        return index, {"episode_position": episode}
+
+    def _empty(self):
+        return None
+
+    def dumps(self, path):
+        return None
+
+    def loads(self, path):
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        return None
+
+
+def atomic_write_json(path: Path, data: dict, fsync: bool = True) -> None:
+    """Write JSON to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as file:
+        json.dump(data, file)
+        file.flush()
+        if fsync:
+            os.fsync(file.fileno())
+    os.replace(tmp, path)
