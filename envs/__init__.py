@@ -1,1 +1,58 @@
-"""Environments as torchrl EnvBases (DeepMind Control pixels, goal tasks, Two Rooms)."""
+"""Environments as torchrl EnvBases (DeepMind Control pixels, goal tasks, Two Rooms).
+
+``make_env(cfg)`` is the one entry point: an explicit if/elif over ``cfg.suite`` (no registry).
+Suites are imported lazily, so importing ``envs`` loads neither torchrl nor MuJoCo.
+Goal-image tasks (``cfg.goal_set``) are wrapped elsewhere (``envs/goals.py``), not here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worldmodels.config import EnvConfig
+
+if TYPE_CHECKING:  # importing torchrl.envs would import mujoco before envs.dmc sets MUJOCO_GL
+    import torch
+    from torchrl.envs import EnvBase
+
+
+def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") -> EnvBase:
+    """Build the environment described by ``cfg``.
+
+    Args:
+        cfg: environment config (``suite`` picks the simulator; see ``EnvConfig``).
+        seed: seed of the environment's random state (initial states).
+        device: device of the returned tensors.
+
+    Returns:
+        a torchrl ``EnvBase`` emitting ``pixels`` uint8 ``[C, H, W]`` and the keys of
+        ``worldmodels/keys.py``.
+
+    Raises:
+        ValueError: unknown suite, or a domain/task the suite does not have.
+    """
+    if cfg.suite == "dmc":
+        from envs.dmc import DMCEnv  # imports mujoco; sets MUJOCO_GL=egl if unset
+
+        return DMCEnv(
+            domain=cfg.domain,
+            task=cfg.task,
+            image_size=cfg.image_size,
+            camera=cfg.camera,
+            action_repeat=cfg.action_repeat,
+            episode_length=cfg.episode_length,
+            seed=seed,
+            fast_render=cfg.fast_render,
+            device=device,
+        )
+    elif cfg.suite == "two_rooms":
+        try:
+            from envs.two_rooms import TwoRoomsEnv
+        except ModuleNotFoundError as err:
+            if err.name not in ("envs.two_rooms",):
+                raise
+            raise ValueError(
+                "Suite 'two_rooms' is not available: envs/two_rooms.py is missing from this install."
+            ) from err
+        return TwoRoomsEnv.from_config(cfg, seed=seed, device=device)
+    raise ValueError(f"Unknown env suite {cfg.suite!r}; allowed: dmc, two_rooms.")

@@ -1,0 +1,383 @@
+"""DeepMind Control Suite from pixels as a torchrl ``EnvBase``.
+
+One agent step = ``action_repeat`` physics-control steps with the same action (rewards summed,
+stopping early if the dm_control episode ends), then ONE render directly at ``image_size`` with a
+``mujoco.Renderer`` that is created once and reused. The image is the same as
+``physics.render(image_size, image_size, camera_id=camera)`` (checked in ``tests/test_dmc.py``);
+``physics.render`` builds a new camera on every call, which costs 2-5 ms on software GL.
+
+Paper defaults per domain (``default_action_repeat`` / ``default_camera``):
+
+* action repeat from PlaNet (Hafner et al. 2019), ``planet/scripts/tasks.py``: cartpole 8,
+  reacher 4, cheetah 4, cup (``ball_in_cup``) 4, finger 2, walker 2; other domains 2
+  (DreamerV2/LEXA use 2 everywhere).
+* camera from LEXA / Dreamer ``envs.py`` (``orybkin/lexa-benchmark``, ``base_envs.py``):
+  quadruped 2, all other domains 0.
+
+Headless rendering needs ``MUJOCO_GL`` set before MuJoCo is imported; this module defaults it to
+``egl`` (Mesa's llvmpipe on CPU-only machines, the GPU's EGL driver elsewhere).
+
+Example:
+    >>> env = DMCEnv("cartpole", "swingup", image_size=64, episode_length=1000, seed=0)
+    >>> td = env.reset()                     # td["pixels"]: uint8 [3, 64, 64]
+    >>> td = env.rand_step(td)               # td["next", "reward"]: float32 [1]
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import sys
+import weakref
+
+# Headless rendering: MUJOCO_GL must be set before mujoco is first imported (torchrl.data and
+# torchrl.envs import it too), so this runs before any of them here.
+_MUJOCO_LOADED_WITHOUT_GL = "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from worldmodels import keys
+
+_RENDER_HELP = (
+    "set MUJOCO_GL=egl (GPU or Mesa llvmpipe; needs libEGL, e.g. `apt-get install libegl1 "
+    "libgl1-mesa-dri`) or MUJOCO_GL=osmesa (needs libosmesa6) in the shell before Python starts"
+)
+if _MUJOCO_LOADED_WITHOUT_GL:
+    _RENDER_HELP += (
+        "; here mujoco was imported before MUJOCO_GL was set (importing torchrl.data or "
+        "torchrl.envs does that), so it picked an on-screen GL backend: set the variable in the "
+        "shell, or import envs.dmc first"
+    )
+
+try:
+    import mujoco
+    from dm_control import suite
+except (ImportError, OSError, AttributeError) as err:  # a GL library named by MUJOCO_GL is missing
+    raise RuntimeError(
+        f"MuJoCo/dm_control could not load with MUJOCO_GL={os.environ['MUJOCO_GL']} ({err!r}); {_RENDER_HELP}."
+    ) from err
+
+# PlaNet, planet/scripts/tasks.py (cartpole_swingup: 8, reacher_easy: 4, cheetah_run: 4,
+# cup_catch: 4, finger_spin: 2, walker_walk: 2); PlaNet/Dreamer use 2 for anything else.
+_PLANET_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "ball_in_cup": 4, "finger": 2, "walker": 2}
+_DEFAULT_ACTION_REPEAT = 2
+# Dreamer/LEXA: the quadruped is filmed by camera 2 (the default camera 0 loses it), others by 0.
+_DOMAIN_CAMERA = {"quadruped": 2}
+# Short names used by PlaNet / Dreamer task strings ("cup_catch") for dm_control domains.
+_DOMAIN_ALIASES = {"cup": "ball_in_cup"}
+
+
+
+def canonical_domain(domain: str) -> str:
+    """dm_control's domain name for ``domain`` (maps PlaNet's ``cup`` to ``ball_in_cup``)."""
+    return _DOMAIN_ALIASES.get(domain, domain)
+
+
+def default_action_repeat(domain: str) -> int:
+    """Action repeat used by PlaNet for ``domain`` (``planet/scripts/tasks.py``); 2 otherwise.
+
+    Args:
+        domain: dm_control domain name (``cup`` and ``ball_in_cup`` both accepted).
+
+    Returns:
+        env steps per agent step: cartpole 8, reacher 4, cheetah 4, ball_in_cup 4, finger 2,
+        walker 2, any other domain 2.
+    """
+    return _PLANET_ACTION_REPEAT.get(canonical_domain(domain), _DEFAULT_ACTION_REPEAT)
+
+
+def default_camera(domain: str) -> int:
+    """Camera id used by Dreamer/LEXA for ``domain``: quadruped 2, every other domain 0."""
+    return _DOMAIN_CAMERA.get(canonical_domain(domain), 0)
+
+
+def check_task(domain: str, task: str) -> None:
+    """Raise one clear ``ValueError`` if ``(domain, task)`` is not a dm_control suite task."""
+    if (canonical_domain(domain), task) not in suite.ALL_TASKS:
+        valid = ", ".join(f"{d}-{t}" for d, t in suite.ALL_TASKS)
+        raise ValueError(
+            f"Unknown dm_control task {domain!r}-{task!r}; valid domain-task pairs are: {valid} "
+            f"(PlaNet/Dreamer benchmark: cartpole-swingup, reacher-easy, cheetah-run, finger-spin, "
+            f"ball_in_cup-catch, walker-walk)."
+        )
+
+
+class PixelRenderer:
+    """A reused ``mujoco.Renderer`` that films one camera at a fixed size.
+
+    Args:
+        physics: dm_control ``Physics`` whose model and data are rendered.
+        image_size: square image side in pixels.
+        camera: fixed camera id (``-1`` = MuJoCo's free camera, as in ``physics.render``).
+        fast_render: turn shadows, reflections and the skybox off. 5-10x faster on software GL,
+            but the images DIFFER from the standard DMC observation (no shadows, flat floor,
+            black sky), so a model trained on them sees other pixels than published results.
+    """
+
+    def __init__(self, physics, image_size: int, camera: int, fast_render: bool = False):
+        model = physics.model.ptr
+        if not -1 <= camera < model.ncam:
+            raise ValueError(f"Camera id {camera} does not exist; this model has cameras -1..{model.ncam - 1}.")
+        self._data = physics.data.ptr
+        try:
+            self._renderer = mujoco.Renderer(model, height=image_size, width=image_size)
+        except (ImportError, RuntimeError, OSError, AttributeError, mujoco.FatalError) as err:
+            gl = "<unset when mujoco was imported>" if _MUJOCO_LOADED_WITHOUT_GL else os.environ["MUJOCO_GL"]
+            raise RuntimeError(f"MuJoCo cannot render headless with MUJOCO_GL={gl} ({err}); {_RENDER_HELP}.") from err
+        self._camera = mujoco.MjvCamera()
+        if camera == -1:
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+            mujoco.mjv_defaultFreeCamera(model, self._camera)
+        else:
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            self._camera.fixedcamid = camera
+        if fast_render:
+            flags = self._renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        # EGL registers eglTerminate at exit; closing first (LIFO) keeps interpreter exit quiet.
+        atexit.register(_close_ref, weakref.ref(self))
+
+    def render(self) -> np.ndarray:
+        """Render the current physics data.
+
+        Returns:
+            uint8 array, Shapes: ``[H, W, 3]``.
+        """
+        self._renderer.update_scene(self._data, camera=self._camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        """Free the GL context (idempotent)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def _close_ref(ref: weakref.ref) -> None:
+    obj = ref()
+    if obj is not None:
+        obj.close()
+
+
+class DMCEnv(EnvBase):
+    """DeepMind Control task observed through pixels, with action repeat and a time limit.
+
+    Observation keys (``worldmodels/keys.py``): ``pixels`` uint8 ``[3, H, W]``; ``state`` float32
+    ``[S]`` = ``physics.get_state()`` (qpos, qvel, act: restoring it reproduces the scene);
+    ``proprio`` float32 ``[P]`` (the DMC observation dict flattened, only if ``proprio=True``);
+    ``is_first`` / ``is_last`` / ``is_terminal`` bool ``[1]``. Reward float32 ``[1]`` = the sum
+    of the ``action_repeat`` inner rewards. ``terminated`` only when dm_control ends the episode
+    with discount 0; ``truncated`` at ``episode_length`` env steps.
+
+    Args:
+        domain: dm_control domain (``cup`` is accepted for ``ball_in_cup``).
+        task: task of the domain, e.g. ``swingup``.
+        image_size: square image side in pixels (PlaNet/Dreamer: 64).
+        camera: camera id; None = ``default_camera(domain)``.
+        action_repeat: env steps per agent step; None = ``default_action_repeat(domain)``.
+        episode_length: episode length in env steps (DMC: 1000); an episode has
+            ``ceil(episode_length / action_repeat)`` agent steps, the last one repeating only the
+            remaining env steps.
+        seed: seed of the task's random state (initial states); see ``set_seed``.
+        fast_render: opt-in renderer without shadows/reflections/skybox (see ``PixelRenderer``).
+        proprio: also return the flattened DMC observation under ``proprio``.
+        device: device of the returned tensors.
+    """
+
+    def __init__(
+        self,
+        domain: str = "cartpole",
+        task: str = "swingup",
+        image_size: int = 64,
+        camera: int | None = None,
+        action_repeat: int | None = None,
+        episode_length: int = 1000,
+        seed: int = 0,
+        fast_render: bool = False,
+        proprio: bool = False,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(device=device, batch_size=torch.Size([]))
+        check_task(domain, task)
+        if image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {image_size}.")
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1 env steps, got {episode_length}.")
+        self.domain, self.task = canonical_domain(domain), task
+        self.image_size = int(image_size)
+        self.camera = default_camera(domain) if camera is None else int(camera)
+        self.action_repeat = default_action_repeat(domain) if action_repeat is None else int(action_repeat)
+        if self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {self.action_repeat}.")
+        self.episode_length = int(episode_length)
+        self.fast_render = bool(fast_render)
+        self.proprio = bool(proprio)
+        # The time limit is ours (counted in env steps), so dm_control's is switched off.
+        self._env = suite.load(
+            self.domain, task, task_kwargs={"random": seed, "time_limit": float("inf")}
+        )
+        if not -1 <= self.camera < self._env.physics.model.ncam:
+            raise ValueError(
+                f"Camera id {self.camera} does not exist for {self.domain}; "
+                f"allowed: -1..{self._env.physics.model.ncam - 1}."
+            )
+        self._renderer: PixelRenderer | None = None  # created lazily (inside worker processes)
+        self._env_steps = 0
+        self._episode_over = True  # step() before the first reset() is an error
+        self._seed = seed
+        spec = self._env.action_spec()
+        self._action_low = spec.minimum.astype(np.float64)
+        self._action_high = spec.maximum.astype(np.float64)
+        self._make_specs(spec.shape[0])
+
+    # ------------------------------------------------------------------ specs
+
+    def _make_specs(self, action_dim: int) -> None:
+        flag = Categorical(n=2, shape=(1,), dtype=torch.bool, device=self.device)
+        state_dim = self._env.physics.get_state().shape[0]
+        obs = {
+            keys.PIXELS: Bounded(
+                low=0, high=255, shape=(3, self.image_size, self.image_size), dtype=torch.uint8, device=self.device
+            ),
+            keys.STATE: Unbounded(shape=(state_dim,), dtype=torch.float32, device=self.device),
+            keys.IS_FIRST: flag.clone(),
+            keys.IS_LAST: flag.clone(),
+            keys.IS_TERMINAL: flag.clone(),
+        }
+        if self.proprio:
+            proprio_dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+            obs[keys.PROPRIO] = Unbounded(shape=(proprio_dim,), dtype=torch.float32, device=self.device)
+        self.observation_spec = Composite(obs, device=self.device)
+        self.action_spec = Bounded(low=-1.0, high=1.0, shape=(action_dim,), dtype=torch.float32, device=self.device)
+        self.reward_spec = Unbounded(shape=(1,), dtype=torch.float32, device=self.device)
+        self.done_spec = Composite(
+            {keys.DONE: flag.clone(), keys.TERMINATED: flag.clone(), keys.TRUNCATED: flag.clone()}, device=self.device
+        )
+
+    # ------------------------------------------------------------------ public helpers
+
+    @property
+    def physics(self):
+        """The dm_control ``Physics`` of this env (for goal tasks and probes)."""
+        return self._env.physics
+
+    @property
+    def control_timestep(self) -> float:
+        """Simulated seconds per env step (an agent step lasts ``action_repeat`` times this)."""
+        return float(self._env.control_timestep())
+
+    @property
+    def agent_steps_per_episode(self) -> int:
+        """``ceil(episode_length / action_repeat)``."""
+        return math.ceil(self.episode_length / self.action_repeat)
+
+    def render(self) -> torch.Tensor:
+        """Render the current physics state with the env's renderer, size and camera.
+
+        Returns:
+            uint8 tensor on ``self.device``, Shapes: ``[3, H, W]``.
+        """
+        if self._renderer is None:
+            self._renderer = PixelRenderer(self.physics, self.image_size, self.camera, self.fast_render)
+        image = self._renderer.render()  # [H,W,3]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
+
+    def set_state(self, state) -> None:
+        """Set the physics state (``physics.get_state()`` layout) and recompute derived quantities.
+
+        Args:
+            state: array or tensor, Shapes: ``[S]`` (the ``state`` observation).
+        """
+        if isinstance(state, torch.Tensor):
+            state = state.detach().cpu().numpy()
+        state = np.asarray(state, dtype=np.float64)
+        expected = self.physics.get_state().shape
+        if state.shape != expected:
+            raise ValueError(
+                f"state must have shape {tuple(expected)} (physics.get_state()), got {tuple(state.shape)}."
+            )
+        self.physics.set_state(state)
+        self.physics.forward()
+
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        """Free the renderer's GL context and the env."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._env.close()
+        super().close(raise_if_closed=raise_if_closed)
+
+    # ------------------------------------------------------------------ EnvBase
+
+    def _flag(self, value: bool) -> torch.Tensor:
+        return torch.tensor([value], dtype=torch.bool, device=self.device)  # [1]
+
+    def _observation(self, timestep, is_first: bool, is_last: bool, is_terminal: bool) -> dict:
+        out = {
+            keys.PIXELS: self.render(),  # [3,H,W]
+            keys.STATE: torch.as_tensor(self.physics.get_state(), dtype=torch.float32, device=self.device),  # [S]
+            keys.IS_FIRST: self._flag(is_first),
+            keys.IS_LAST: self._flag(is_last),
+            keys.IS_TERMINAL: self._flag(is_terminal),
+        }
+        if self.proprio:
+            flat = np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in timestep.observation.values()])
+            out[keys.PROPRIO] = torch.from_numpy(flat).to(self.device)
+        return out
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        timestep = self._env.reset()
+        self._env_steps = 0
+        self._episode_over = False
+        out = self._observation(timestep, is_first=True, is_last=False, is_terminal=False)
+        out.update({key: self._flag(False) for key in (keys.DONE, keys.TERMINATED, keys.TRUNCATED)})
+        return TensorDict(out, batch_size=self.batch_size, device=self.device)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """One agent step: ``action_repeat`` env steps (fewer at the time limit or a terminal).
+
+        Reward r = sum_k r_k over the repeated env steps (PlaNet/Dreamer action repeat).
+        """
+        if self._episode_over:
+            raise RuntimeError("The episode is over (done=True); call reset() before step().")
+        action = tensordict.get(keys.ACTION).detach().cpu().numpy().astype(np.float64)
+        action = np.clip(action, -1.0, 1.0)
+        action = self._action_low + (action + 1.0) * 0.5 * (self._action_high - self._action_low)
+        reward, terminated = 0.0, False
+        repeats = min(self.action_repeat, self.episode_length - self._env_steps)
+        timestep = None
+        for _ in range(repeats):
+            timestep = self._env.step(action)
+            self._env_steps += 1
+            reward += timestep.reward or 0.0
+            if timestep.last():  # dm_control ended the episode (time limit is off: a true terminal)
+                terminated = timestep.discount == 0.0
+                break
+        truncated = not terminated and (self._env_steps >= self.episode_length or timestep.last())
+        done = terminated or truncated
+        self._episode_over = done
+        out = self._observation(timestep, is_first=False, is_last=done, is_terminal=terminated)
+        out.update(
+            {
+                keys.REWARD: torch.tensor([reward], dtype=torch.float32, device=self.device),
+                keys.DONE: self._flag(done),
+                keys.TERMINATED: self._flag(terminated),
+                keys.TRUNCATED: self._flag(truncated),
+            }
+        )
+        return TensorDict(out, batch_size=self.batch_size, device=self.device)
+
+    def _set_seed(self, seed: int | None) -> None:
+        """Reseed the task's random state (initial states); the next reset uses it."""
+        if seed is None:
+            return
+        self._seed = seed
+        self._env.task.random.seed(seed)  # reseed dm_control's RandomState in place
