@@ -1,1 +1,22 @@
-"""Planners and behaviour learners that act through the WorldModel interface."""
+"""Planners and behaviour learners that act through the WorldModel interface.
+
+Public API: :class:`CEMPlanner`, :class:`MPPIPlanner` (``plan(state[B]) -> [B,H,A]``), the
+objectives (:class:`RewardObjective`, :class:`GoalDistanceObjective`, :class:`SumObjective`) and
+the agents (:class:`PlanningAgent`, :class:`PolicyAgent`) that own the belief while acting.
+"""
+
+from planners.agents import PlanningAgent, PolicyAgent
+from planners.cem import CEMPlanner
+from planners.mppi import MPPIPlanner
+from planners.objectives import GoalDistanceObjective, Objective, RewardObjective, SumObjective
+
+__all__ = [
+    "CEMPlanner",
+    "MPPIPlanner",
+    "Objective",
+    "RewardObjective",
+    "GoalDistanceObjective",
+    "SumObjective",
+    "PlanningAgent",
+    "PolicyAgent",
+]

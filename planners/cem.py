@@ -1,0 +1,86 @@
+"""Batched cross-entropy method over action sequences (PlaNet, Hafner et al. 2019, Sec. 3 / planning.py)."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor
+
+from planners.population import check_state, expand_states, score_population, shift_plan
+from worldmodels.base import WorldModel
+from worldmodels.config import CEMConfig
+
+
+class CEMPlanner:
+    """CEM planner over ``model.imagine`` for a batch of start states at once.
+
+    Per call of :meth:`plan` (PlaNet semantics, methods.md 2.1 / 3.7):
+
+    1. q(a_{0:H}) = N(0, I) (or, with ``warm_start``, the previous mean shifted by one step, std 1),
+    2. for ``iterations`` rounds: sample ``candidates`` sequences a ~ q, clip to [-1, 1], imagine
+       all ``B * candidates`` of them in ONE ``model.imagine`` call, score with ``objective``, keep
+       the ``top_k`` elites per batch item and refit mean and std = sqrt(var + 1e-6) (optionally
+       floored at ``min_std``),
+    3. return the final mean ``[B, H, A]``; the agent executes ``[:, 0]`` (MPC).
+
+    Args:
+        model: any :class:`~worldmodels.base.WorldModel`.
+        objective: ``objective(model, imagined [N,H]) -> [N]`` (e.g. RewardObjective).
+        config: :class:`~worldmodels.config.CEMConfig` (PlaNet: H 12, 1000 candidates, top 100, 10 iterations).
+
+    Example:
+        >>> planner = CEMPlanner(model, RewardObjective(model), CEMConfig())
+        >>> planner.reset(batch_size=4)
+        >>> plan = planner.plan(belief)        # belief TensorDict [4] -> [4, 12, A]
+        >>> action = plan[:, 0]
+    """
+
+    def __init__(self, model: WorldModel, objective, config: CEMConfig | None = None):
+        self.model = model
+        self.objective = objective
+        self.config = config if config is not None else CEMConfig()
+        self._mean: Tensor | None = None
+
+    def reset(self, batch_size: int | None = None) -> None:
+        """Forget the warm-start mean (call at episode starts)."""
+        self._mean = None
+
+    def _initial_mean(self, b: int, device: torch.device) -> Tensor:
+        cfg = self.config
+        a = self.model.action_dim
+        if cfg.warm_start and self._mean is not None and self._mean.shape == (b, cfg.horizon, a):
+            return shift_plan(self._mean.to(device))
+        return torch.zeros(b, cfg.horizon, a, device=device)  # [B,H,A]
+
+    def plan(self, state: TensorDict) -> Tensor:
+        """Plan from ``state [B]``; returns the refit mean action sequence ``[B, H, A]`` in [-1, 1].
+
+        Runs under ``torch.inference_mode`` (planning only serves acting; nothing is trained),
+        so the result is an inference tensor: clone it to use it in autograd.
+        """
+        with torch.inference_mode():
+            return self._plan(state)
+
+    def _plan(self, state: TensorDict) -> Tensor:
+        cfg = self.config
+        b = check_state(state)
+        device = self.model.device
+        state = state.to(device)
+        a = self.model.action_dim
+        start = expand_states(state, cfg.candidates)  # [B*J]
+        mean = self._initial_mean(b, device)  # [B,H,A]
+        std = torch.ones_like(mean)  # [B,H,A]
+        for _ in range(cfg.iterations):
+            noise = torch.randn(b, cfg.candidates, cfg.horizon, a, device=device)  # [B,J,H,A]
+            candidates = (mean[:, None] + std[:, None] * noise).clamp_(-1.0, 1.0)  # [B,J,H,A]
+            scores = score_population(self.model, self.objective, start, candidates)  # [B,J]
+            elite_idx = scores.topk(cfg.top_k, dim=1).indices  # [B,K]
+            elites = candidates.gather(
+                1, elite_idx[:, :, None, None].expand(b, cfg.top_k, cfg.horizon, a)
+            )  # [B,K,H,A]
+            mean = elites.mean(1)  # [B,H,A]
+            std = (elites.var(1, unbiased=False) + 1e-6).sqrt()  # [B,H,A]
+            if cfg.min_std > 0:
+                std = std.clamp_min(cfg.min_std)
+        self._mean = mean
+        return mean

@@ -1,0 +1,77 @@
+"""Batched model predictive path integral control (Williams et al. 2017) over ``model.imagine``."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor
+
+from planners.population import check_state, expand_states, score_population, shift_plan
+from worldmodels.base import WorldModel
+from worldmodels.config import MPPIConfig
+
+
+class MPPIPlanner:
+    """MPPI planner for a batch of start states at once.
+
+    Per call of :meth:`plan` (Williams et al. 2017, "Information theoretic MPC", Alg. 2;
+    warm start as in PLDM / TD-MPC2):
+
+    1. mean mu = previous plan shifted by one step, zero-padded (``warm_start``), else zeros,
+    2. for ``iterations`` rounds: sample ``samples`` sequences a^i = clip(mu + eps^i, -1, 1) with
+       eps ~ N(0, noise_std^2), imagine all ``B * samples`` in ONE ``model.imagine`` call, score
+       J^i, weights w^i = softmax(J^i / temperature) (max subtracted, numerically stable),
+       mu = sum_i w^i a^i,
+    3. return mu ``[B, H, A]``; the agent executes ``[:, 0]``.
+
+    Args:
+        model: any :class:`~worldmodels.base.WorldModel`.
+        objective: ``objective(model, imagined [N,H]) -> [N]``.
+        config: :class:`~worldmodels.config.MPPIConfig`.
+
+    Example:
+        >>> objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)
+        >>> planner = MPPIPlanner(model, objective, MPPIConfig(horizon=16))
+        >>> plan = planner.plan(belief)        # [B] -> [B, 16, A]
+    """
+
+    def __init__(self, model: WorldModel, objective, config: MPPIConfig | None = None):
+        self.model = model
+        self.objective = objective
+        self.config = config if config is not None else MPPIConfig()
+        self._mean: Tensor | None = None
+
+    def reset(self, batch_size: int | None = None) -> None:
+        """Forget the previous plan (call at episode starts)."""
+        self._mean = None
+
+    def _initial_mean(self, b: int, device: torch.device) -> Tensor:
+        cfg = self.config
+        a = self.model.action_dim
+        if cfg.warm_start and self._mean is not None and self._mean.shape == (b, cfg.horizon, a):
+            return shift_plan(self._mean.to(device))
+        return torch.zeros(b, cfg.horizon, a, device=device)  # [B,H,A]
+
+    def plan(self, state: TensorDict) -> Tensor:
+        """Plan from ``state [B]``; returns the weighted mean sequence ``[B, H, A]`` in [-1, 1].
+
+        Runs under ``torch.inference_mode`` (planning only serves acting).
+        """
+        with torch.inference_mode():
+            return self._plan(state)
+
+    def _plan(self, state: TensorDict) -> Tensor:
+        cfg = self.config
+        b = check_state(state)
+        device = self.model.device
+        a = self.model.action_dim
+        start = expand_states(state.to(device), cfg.samples)  # [B*S]
+        mean = self._initial_mean(b, device)  # [B,H,A]
+        for _ in range(cfg.iterations):
+            noise = torch.randn(b, cfg.samples, cfg.horizon, a, device=device) * cfg.noise_std  # [B,S,H,A]
+            candidates = (mean[:, None] + noise).clamp_(-1.0, 1.0)  # [B,S,H,A]
+            scores = score_population(self.model, self.objective, start, candidates)  # [B,S]
+            weights = torch.softmax(scores / cfg.temperature, dim=1)  # [B,S]; softmax subtracts the max
+            mean = torch.einsum("bs,bsha->bha", weights, candidates)  # [B,H,A]
+        self._mean = mean
+        return mean

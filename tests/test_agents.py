@@ -1,0 +1,162 @@
+"""PlanningAgent / PolicyAgent: belief bookkeeping, bounds, and use as torchrl policies in env.rollout."""
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.data import Binary, Bounded, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from planners import CEMPlanner, MPPIPlanner, PlanningAgent, PolicyAgent, RewardObjective
+from tests.toy_model import ToyModel
+from worldmodels import keys
+from worldmodels.config import CEMConfig, MPPIConfig
+
+IMAGE = (3, 8, 8)
+TARGET = torch.tensor([0.6, -0.4])
+SMALL_CEM = CEMConfig(horizon=3, iterations=6, candidates=200, top_k=20)
+
+
+class PositionEnv(EnvBase):
+    """Minimal batched torchrl env with the toy model's own dynamics: p += 0.5 * a, pixels = render(p)."""
+
+    def __init__(self, batch: int = 2, start: float = 0.0):
+        super().__init__(batch_size=torch.Size([batch]))
+        self.renderer = ToyModel(2, IMAGE, 0.5)
+        self.start = start
+        shape = (batch,)
+        self.observation_spec = Composite(
+            {
+                keys.PIXELS: Bounded(0, 255, shape=(*shape, *IMAGE), dtype=torch.uint8),
+                keys.IS_FIRST: Binary(n=1, shape=(*shape, 1), dtype=torch.bool),
+            },
+            shape=shape,
+        )
+        self.action_spec = Bounded(-1.0, 1.0, shape=(*shape, 2))
+        self.reward_spec = Unbounded(shape=(*shape, 1))
+
+    def _obs(self, first: bool) -> TensorDict:
+        with torch.no_grad():
+            pixels = self.renderer.render(self.pos)
+        first_flag = torch.full((*self.batch_size, 1), first, dtype=torch.bool)
+        return TensorDict({keys.PIXELS: pixels, keys.IS_FIRST: first_flag}, batch_size=self.batch_size)
+
+    def _reset(self, tensordict=None, **kwargs):
+        self.pos = torch.full((*self.batch_size, 2), self.start)
+        out = self._obs(True)
+        out.set(keys.DONE, torch.zeros(*self.batch_size, 1, dtype=torch.bool))
+        out.set(keys.TERMINATED, torch.zeros(*self.batch_size, 1, dtype=torch.bool))
+        return out
+
+    def _step(self, tensordict):
+        self.pos = (self.pos + 0.5 * tensordict[keys.ACTION].clamp(-1, 1)).clamp(-1, 1)
+        out = self._obs(False)
+        out.set(keys.REWARD, -((self.pos - TARGET) ** 2).sum(-1, keepdim=True))
+        out.set(keys.DONE, torch.zeros(*self.batch_size, 1, dtype=torch.bool))
+        out.set(keys.TERMINATED, torch.zeros(*self.batch_size, 1, dtype=torch.bool))
+        return out
+
+    def _set_seed(self, seed):
+        return seed
+
+
+def toy_model(**kwargs):
+    return ToyModel(action_dim=2, image_shape=IMAGE, scale=0.5, target=TARGET, **kwargs)
+
+
+def obs(model, positions, is_first):
+    b = positions.shape[0]
+    return TensorDict(
+        {keys.PIXELS: model.render(positions), keys.IS_FIRST: torch.full((b, 1), is_first)}, batch_size=[b]
+    )
+
+
+@pytest.mark.parametrize("planner_cls", [CEMPlanner, MPPIPlanner])
+def test_planning_agent_reaches_target_in_env_rollout(planner_cls):
+    torch.manual_seed(0)
+    model = toy_model()
+    config = SMALL_CEM if planner_cls is CEMPlanner else MPPIConfig(horizon=3, iterations=6, samples=200, temperature=0.05, noise_std=0.3)
+    agent = PlanningAgent(model, planner_cls(model, RewardObjective(model), config), action_dim=2)
+    agent.reset(2)
+    env = PositionEnv(batch=2)
+    rollout = env.rollout(4, policy=agent)
+    assert rollout.batch_size == (2, 4)
+    actions = rollout[keys.ACTION]
+    assert actions.abs().max() <= 1.0
+    # from 0, the optimum first action is (target - 0) / 0.5 = [1.2 -> clipped 1.0, -0.8]
+    torch.testing.assert_close(actions[:, 0, 1], torch.full((2,), -0.8), atol=0.15, rtol=0)
+    final = rollout[keys.NEXT, keys.REWARD][:, -1]
+    assert (final > -0.01).all(), f"agent did not reach the target: final reward {final.flatten().tolist()}"
+
+
+def test_planning_agent_on_unbatched_dmc_env():
+    dmc = pytest.importorskip("envs.dmc")
+    env = dmc.DMCEnv("point_mass", "easy", image_size=32, episode_length=8)
+    model = ToyModel(action_dim=env.action_spec.shape[-1], image_shape=(3, 32, 32), scale=0.2)
+    agent = PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM), exploration_noise=0.3)
+    agent.reset(1)
+    rollout = env.rollout(3, policy=agent)
+    assert rollout[keys.ACTION].shape == (3, model.action_dim)
+    assert rollout[keys.ACTION].abs().max() <= 1.0
+    assert agent.belief.batch_size == (1,)
+
+
+def test_belief_resets_on_is_first_per_entry():
+    torch.manual_seed(0)
+    model = toy_model(observation_gain=0.5)  # the belief has memory: x = 0.5 * (x + 0.5 a) + 0.5 * enc(o)
+    agent = PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM), 2)
+    agent.reset(2)
+    p0 = torch.tensor([[0.2, 0.2], [-0.2, 0.4]])
+    agent.act(obs(model, p0, True))
+    x0 = agent.belief[keys.LATENT].clone()
+    torch.testing.assert_close(x0, 0.5 * model.encode(model.render(p0)))  # reset: prior is 0
+    a0 = agent.prev_action.clone()
+    p1 = torch.tensor([[0.4, -0.2], [0.0, 0.0]])
+    step = obs(model, p1, False)
+    step[keys.IS_FIRST][1] = True  # entry 1 starts a new episode
+    agent.act(step)
+    x1 = agent.belief[keys.LATENT]
+    enc = model.encode(model.render(p1))
+    torch.testing.assert_close(x1[0], 0.5 * (x0[0] + 0.5 * a0[0]) + 0.5 * enc[0])  # continues
+    torch.testing.assert_close(x1[1], 0.5 * enc[1])  # forgot its history and prev_action
+
+
+def test_exploration_noise_stays_in_bounds():
+    torch.manual_seed(0)
+    model = toy_model()
+    agent = PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM), 2, exploration_noise=3.0)
+    agent.reset(16)
+    action = agent.act(obs(model, torch.zeros(16, 2), True))
+    assert action.shape == (16, 2) and action.abs().max() <= 1.0
+    assert (action.abs() == 1.0).any(), "large noise should saturate some actions"
+    assert not action.is_inference()
+
+
+def test_policy_agent_uses_features_and_bounds():
+    model = toy_model()
+    seen = []
+
+    def policy(features):
+        seen.append(features.clone())
+        return (TARGET - features) / 0.5 * 10  # too large on purpose: the agent clips
+
+    agent = PolicyAgent(model, policy)
+    agent.reset(3)
+    positions = torch.tensor([[0.0, 0.0], [0.5, -0.5], [0.6, -0.4]])
+    action = agent.act(obs(model, positions, True))
+    torch.testing.assert_close(seen[0], model.encode(model.render(positions)))
+    assert action.abs().max() <= 1.0
+    env = PositionEnv(batch=3)
+    agent.reset(3)
+    rollout = env.rollout(3, policy=agent)
+    assert rollout[keys.ACTION].shape == (3, 3, 2)
+
+
+def test_agent_rejects_mismatched_batch_and_action_dim():
+    model = toy_model()
+    agent = PolicyAgent(model, lambda f: torch.zeros_like(f))
+    agent.reset(2)
+    agent.act(obs(model, torch.zeros(2, 2), True))
+    with pytest.raises(ValueError, match="call reset\\(3\\)"):
+        agent.act(obs(model, torch.zeros(3, 2), False))
+    with pytest.raises(ValueError, match="does not match"):
+        PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM), action_dim=5)
