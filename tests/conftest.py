@@ -7,7 +7,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Respect an explicit OMP_NUM_THREADS (1 is much faster for tiny tensors on a busy machine).
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """``worldmodels train|eval|plan|imagine|collect`` -- thin calls into the library.
 
 Every user error (bad config key, missing file, wrong image) is printed as one sentence
-(``error: ...``) with exit status 2, not as a traceback.
+(``error: ...``) with exit status 2, not as a traceback (set WORLDMODELS_DEBUG=1 for the traceback).
 """
 
 from __future__ import annotations
@@ -72,8 +72,18 @@ def _imagine(args) -> int:
     from worldmodels.imagine import imagine_run
 
     result = imagine_run(args.run_dir, episodes=args.episodes, context=args.context, horizon=args.horizon,
-                         out=args.out, device=args.device)
+                         out=args.out, device=args.device, source=args.source)
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _goals(args) -> int:
+    from envs.goals import goal_set_names, save_goal_images
+
+    if args.task_set not in goal_set_names():
+        raise ValueError(f"Unknown goal task set {args.task_set!r}; allowed: {', '.join(goal_set_names())}.")
+    for path in save_goal_images(args.task_set, args.out, image_size=args.image_size):
+        print(path)
     return 0
 
 
@@ -126,8 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=5)
     p.add_argument("--horizon", type=int, default=45)
     p.add_argument("--out", default=None, help="FILE.mp4 or FILE.gif (default RUN_DIR/videos/openloop.mp4)")
+    p.add_argument("--source", choices=["random", "replay"], default="random",
+                   help="held-out fresh random-action episodes (default) or the run's last replay episodes")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_imagine)
+
+    p = sub.add_parser("goals", help="write the goal images of a goal task set (inputs for plan --goal)")
+    p.add_argument("task_set", help="point_mass, reacher, roboyoga_walker or roboyoga_quadruped")
+    p.add_argument("--out", required=True, help="directory for the PNGs")
+    p.add_argument("--image-size", type=int, default=64)
+    p.set_defaults(func=_goals)
 
     p = sub.add_parser("collect", help="collect random-policy episodes from a DMC task into an offline dataset")
     p.add_argument("--domain", default="cartpole")
@@ -151,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+        if os.environ.get("WORLDMODELS_DEBUG"):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:

@@ -97,7 +97,7 @@ def save_run(run: Run) -> None:
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "behaviour": run.behaviour.state_dict() if run.behaviour is not None else None,
-        "counters": dict(run.counters, episodes=run.replay.num_episodes),
+        "counters": dict(run.counters, episodes=run.replay.episodes_added),
         "rng": checkpoint.rng_state(),
     }
     checkpoint.save_atomic(payload, checkpoint_path(run.run_dir))
@@ -234,18 +234,18 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
     if resume and checkpoint_path(run_dir).exists():
         restore_run(run)
     # A fresh env seed per (re)start, so a resumed run does not replay the same initial states.
-    run.env.set_seed(cfg.seed + 1000 * run.replay.num_episodes)
+    run.env.set_seed(cfg.seed + 1000 * run.replay.episodes_added)
     collect_agent = make_agent(cfg, run.model, run.behaviour, explore=True)
     eval_agent = make_agent(cfg, run.model, run.behaviour, explore=False)
     tcfg = cfg.train
     started = time.time() - run.counters["train_seconds"]
-    bar = tqdm(total=tcfg.total_episodes, initial=run.replay.num_episodes, desc=f"{cfg.method}",
+    bar = tqdm(total=tcfg.total_episodes, initial=run.replay.episodes_added, desc=f"{cfg.method}",
                disable=not cfg.log.progress, dynamic_ncols=True, unit="ep")
     postfix: dict = {}
     try:
         while True:
-            episodes = run.replay.num_episodes
-            env_steps = (run.replay.num_rows - episodes) * run.env.action_repeat
+            episodes = run.replay.episodes_added
+            env_steps = (run.replay.rows_added - episodes) * run.env.action_repeat
             if episodes < tcfg.seed_episodes:
                 rollout = collect_episode(run.env, None)
                 run.replay.add_rollout(rollout)

@@ -1,0 +1,89 @@
+"""``worldmodels imagine RUN_DIR``: load a trained run and render its open-loop imagination report.
+
+Held-out sequences come from fresh episodes (``source="random"``: random actions, never seen in
+training; the default) or from the run's replay (``source="replay"``: its most recent episodes).
+Models without a decoder are shown through a probe decoder trained on their frozen features
+(``worldmodels/probe.py``), cached as ``RUN_DIR/probe.pt`` and labelled in the video.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+
+def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
+    """``count`` random-action episodes as replay rows, cut to ``length`` -> TensorDict ``[count, length]``."""
+    from worldmodels.replay import steps_to_rows
+    from worldmodels.training import episode_steps
+
+    rows = []
+    for _ in range(count):
+        rollout = env.rollout(max_steps=episode_steps(env) + 1, auto_reset=True, break_when_any_done=True)
+        episode = steps_to_rows(rollout)
+        if episode.shape[0] < length:
+            raise ValueError(
+                f"Episodes of this run have {episode.shape[0]} observations; context + horizon ({length}) must not exceed it."
+            )
+        rows.append(episode[:length])
+    return torch.stack(rows)
+
+
+def replay_sequences(cfg, run_dir: Path, count: int, length: int):
+    """The last ``count`` episodes of the run's replay, cut to ``length`` -> ``[count, length]``."""
+    from worldmodels.replay import SequenceReplay
+
+    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=count, sequence_length=length)
+    episodes = [replay.episode(i) for i in range(replay.num_episodes)]
+    episodes = [e for e in episodes if e.shape[0] >= length][-count:]
+    if not episodes:
+        raise ValueError(f"The run's replay has no episode with {length} observations (context + horizon).")
+    return torch.stack([e[:length] for e in episodes])
+
+
+def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
+    """The run's probe decoder (trained once on replay frames and cached as ``probe.pt``)."""
+    from worldmodels.probe import ProbeDecoder, train_probe
+    from worldmodels.replay import SequenceReplay
+
+    path = run_dir / "probe.pt"
+    probe = ProbeDecoder(model.feature_dim, model.image_shape).to(model.device)
+    if path.is_file():
+        probe.load_state_dict(torch.load(path, map_location=model.device))
+        return probe
+    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=16,
+                            sequence_length=min(8, cfg.replay.sequence_length), device=model.device)  # fmt: skip
+    probe = train_probe(model, replay.sample, steps=steps, probe=probe)
+    torch.save(probe.state_dict(), path)
+    return probe
+
+
+def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45, out=None,
+                device=None, source: str = "random") -> dict:  # fmt: skip
+    """Write the open-loop video (truth | model | error), error plot, CSV and JSON for a run."""
+    from worldmodels.training import load_trained
+    from worldmodels.viz import imagine_report
+
+    if context < 1 or horizon < 1:
+        raise ValueError(f"context and horizon must be >= 1, got context={context}, horizon={horizon}.")
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}.")
+    run_dir = Path(run_dir)
+    cfg, env, model, _ = load_trained(run_dir, device=device)
+    length = context + horizon
+    if source == "random":
+        batch = fresh_sequences(env, episodes, length)
+    elif source == "replay":
+        batch = replay_sequences(cfg, run_dir, episodes, length)
+    else:
+        raise ValueError(f"source must be 'random' or 'replay', got {source!r}.")
+    env.close()
+    probe = None if model.has_decoder else load_or_train_probe(cfg, run_dir, model)
+    out = Path(out) if out else run_dir / "videos" / "openloop.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    batch = batch.to(model.device)
+    with torch.no_grad():
+        return imagine_report(model, batch, out, context=context, horizon=horizon, probe=probe)
+
