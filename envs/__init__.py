@@ -2,10 +2,16 @@
 
 ``make_env(cfg)`` is the one entry point: an explicit if/elif over ``cfg.suite`` (no registry).
 Suites are imported lazily, so importing ``envs`` loads neither torchrl nor MuJoCo.
-Goal-image tasks (``cfg.goal_set``) are wrapped elsewhere (``envs/goals.py``), not here.
+With ``cfg.goal_set`` a DMC goal-image task set is built instead (``envs/goals.py``); the set
+decides the domain and task.
 """
 
 from __future__ import annotations
+
+import os
+
+# Headless rendering by default; must be set before anything imports mujoco (torchrl does).
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 from typing import TYPE_CHECKING
 
@@ -31,6 +37,10 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
     Raises:
         ValueError: unknown suite, or a domain/task the suite does not have.
     """
+    if cfg.suite == "dmc" and cfg.goal_set is not None:
+        from envs.goals import GoalEnv
+
+        return GoalEnv.from_config(cfg, seed=seed, device=device)
     if cfg.suite == "dmc":
         from envs.dmc import DMCEnv  # imports mujoco; sets MUJOCO_GL=egl if unset
 
@@ -45,14 +55,8 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
             fast_render=cfg.fast_render,
             device=device,
         )
-    elif cfg.suite == "two_rooms":
-        try:
-            from envs.two_rooms import TwoRoomsEnv
-        except ModuleNotFoundError as err:
-            if err.name not in ("envs.two_rooms",):
-                raise
-            raise ValueError(
-                "Suite 'two_rooms' is not available: envs/two_rooms.py is missing from this install."
-            ) from err
+    if cfg.suite == "two_rooms":
+        from envs.two_rooms import TwoRoomsEnv
+
         return TwoRoomsEnv.from_config(cfg, seed=seed, device=device)
     raise ValueError(f"Unknown env suite {cfg.suite!r}; allowed: dmc, two_rooms.")

@@ -2,9 +2,12 @@
 
 One agent step = ``action_repeat`` physics-control steps with the same action (rewards summed,
 stopping early if the dm_control episode ends), then ONE render directly at ``image_size`` with a
-``mujoco.Renderer`` that is created once and reused. The image is the same as
-``physics.render(image_size, image_size, camera_id=camera)`` (checked in ``tests/test_dmc.py``);
+``PixelRenderer`` whose GL context and scene are created once and reused. The image is the same
+as ``physics.render(image_size, image_size, camera_id=camera)`` (checked in ``tests/test_dmc.py``);
 ``physics.render`` builds a new camera on every call, which costs 2-5 ms on software GL.
+``fast_render=True`` drops shadows and reflections (4-7x faster on llvmpipe) at the price of a
+different image; it is opt-in only. torchrl's ``DMControlEnv(frame_skip=k)`` renders on every
+inner step instead: ``benchmarks/bench_env.py`` measures the difference.
 
 Paper defaults per domain (``default_action_repeat`` / ``default_camera``):
 
@@ -109,27 +112,53 @@ def check_task(domain: str, task: str) -> None:
 
 
 class PixelRenderer:
-    """A reused ``mujoco.Renderer`` that films one camera at a fixed size.
+    """Films one camera of a MuJoCo model at a fixed size, with GL state created once and reused.
+
+    The same MuJoCo calls as ``physics.render`` / ``mujoco.Renderer`` (default ``MjvOption``,
+    offscreen buffer, ``mjv_updateScene`` + ``mjr_render`` + ``mjr_readPixels``), so the default
+    image is identical to ``physics.render(size, size, camera_id=camera)``, minus the camera and
+    scene objects that call rebuilds each time. Unlike ``mujoco.Renderer.close`` (which frees its
+    GL objects in whichever context is current, corrupting another live renderer's textures),
+    ``close`` makes its own context current first, so envs can be created and closed in any order.
 
     Args:
         physics: dm_control ``Physics`` whose model and data are rendered.
         image_size: square image side in pixels.
         camera: fixed camera id (``-1`` = MuJoCo's free camera, as in ``physics.render``).
-        fast_render: turn shadows, reflections and the skybox off. 5-10x faster on software GL,
-            but the images DIFFER from the standard DMC observation (no shadows, flat floor,
-            black sky), so a model trained on them sees other pixels than published results.
+        fast_render: turn shadows and reflections off. 4-7x faster on software GL (llvmpipe: the
+            2048^2 shadow map dominates), but the image DIFFERS from the standard DMC observation
+            (no shadows, no mirrored floor; mean |diff| ~1 of 255 on cheetah, more where shadows
+            are large), so it is opt-in only. The skybox is kept: turning it off saves ~10 % more
+            but blackens the whole background.
     """
 
     def __init__(self, physics, image_size: int, camera: int, fast_render: bool = False):
+        self._gl, self._context = None, None
         model = physics.model.ptr
         if not -1 <= camera < model.ncam:
             raise ValueError(f"Camera id {camera} does not exist; this model has cameras -1..{model.ncam - 1}.")
-        self._data = physics.data.ptr
+        self._model, self._data = model, physics.data.ptr
+        # The offscreen buffer (model XML <visual><global offwidth/offheight>) must hold the image.
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, image_size)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, image_size)
         try:
-            self._renderer = mujoco.Renderer(model, height=image_size, width=image_size)
+            gl_context_class = getattr(mujoco, "GLContext", None)
+            if gl_context_class is None:
+                raise RuntimeError("MuJoCo was imported with rendering disabled")
+            self._gl = gl_context_class(image_size, image_size)
+            self._gl.make_current()
+            self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         except (ImportError, RuntimeError, OSError, AttributeError, mujoco.FatalError) as err:
+            self.close()
             gl = "<unset when mujoco was imported>" if _MUJOCO_LOADED_WITHOUT_GL else os.environ["MUJOCO_GL"]
             raise RuntimeError(f"MuJoCo cannot render headless with MUJOCO_GL={gl} ({err}); {_RENDER_HELP}.") from err
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+        self._scene = mujoco.MjvScene(model, maxgeom=10000)
+        if fast_render:
+            self._scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            self._scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._option = mujoco.MjvOption()
+        self._rect = mujoco.MjrRect(0, 0, image_size, image_size)
         self._camera = mujoco.MjvCamera()
         if camera == -1:
             self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
@@ -137,28 +166,38 @@ class PixelRenderer:
         else:
             self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
             self._camera.fixedcamid = camera
-        if fast_render:
-            flags = self._renderer.scene.flags
-            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
-        # EGL registers eglTerminate at exit; closing first (LIFO) keeps interpreter exit quiet.
+        self._pixels = np.empty((image_size, image_size, 3), dtype=np.uint8)  # [H,W,3], reused
+        # EGL registers eglTerminate at exit; closing first (atexit is LIFO) keeps exit quiet.
         atexit.register(_close_ref, weakref.ref(self))
 
     def render(self) -> np.ndarray:
         """Render the current physics data.
 
         Returns:
-            uint8 array, Shapes: ``[H, W, 3]``.
+            a view of an internal buffer (copy it before the next call), uint8, Shapes: ``[H, W, 3]``.
         """
-        self._renderer.update_scene(self._data, camera=self._camera)
-        return self._renderer.render()
+        if self._context is None:
+            raise RuntimeError("render() called after close().")
+        self._gl.make_current()
+        mujoco.mjv_updateScene(
+            self._model, self._data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+        )
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        mujoco.mjr_readPixels(self._pixels, None, self._rect, self._context)
+        return self._pixels[::-1]  # OpenGL rows run bottom-up
 
     def close(self) -> None:
-        """Free the GL context (idempotent)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        """Free the GL objects (in this renderer's own context) and the context; idempotent."""
+        if self._context is not None:
+            self._gl.make_current()
+            self._context.free()
+            self._context = None
+        if self._gl is not None:
+            self._gl.free()
+            self._gl = None
+
+    def __del__(self):
+        self.close()
 
 
 def _close_ref(ref: weakref.ref) -> None:
@@ -187,7 +226,8 @@ class DMCEnv(EnvBase):
             ``ceil(episode_length / action_repeat)`` agent steps, the last one repeating only the
             remaining env steps.
         seed: seed of the task's random state (initial states); see ``set_seed``.
-        fast_render: opt-in renderer without shadows/reflections/skybox (see ``PixelRenderer``).
+        fast_render: opt-in renderer without shadows/reflections: faster, but a DIFFERENT image
+            from the standard observation (see ``PixelRenderer``).
         proprio: also return the flattened DMC observation under ``proprio``.
         device: device of the returned tensors.
     """

@@ -160,3 +160,24 @@ def test_agent_rejects_mismatched_batch_and_action_dim():
         agent.act(obs(model, torch.zeros(3, 2), False))
     with pytest.raises(ValueError, match="does not match"):
         PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM), action_dim=5)
+
+
+def test_new_episode_entries_do_not_inherit_warm_start():
+    torch.manual_seed(0)
+    model = toy_model()
+
+    class Recording(MPPIPlanner):
+        def plan(self, state):
+            self.seen = None if self._mean is None else self._mean.clone()
+            return super().plan(state)
+
+    planner = Recording(model, RewardObjective(model), MPPIConfig(horizon=3, iterations=2, samples=32))
+    agent = PlanningAgent(model, planner)
+    agent.reset(2)
+    agent.act(obs(model, torch.zeros(2, 2), True))
+    first_plan = planner._mean.clone()
+    step = obs(model, torch.zeros(2, 2), False)
+    step[keys.IS_FIRST][1] = True
+    agent.act(step)
+    torch.testing.assert_close(planner.seen[0], first_plan[0])  # kept (shifted inside plan)
+    assert planner.seen[1].abs().max() == 0  # forgotten: a new episode starts from zeros

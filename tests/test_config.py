@@ -50,13 +50,13 @@ def test_bad_values_give_named_errors(override, fragment):
 
 
 def test_overrides_parse_yaml_values():
-    cfg = load_config(None, ["cem.horizon=8", "env.fast_render=true", "train.learning_rate=3e-4", "env.camera=null"])
+    cfg = load_config(None, ["cem.horizon=8", "env.fast_render=true", "model.learning_rate=3e-4", "env.camera=null"])
     assert cfg.cem.horizon == 8 and cfg.env.fast_render is True
-    assert cfg.train.learning_rate == pytest.approx(3e-4) and cfg.env.camera is None
+    assert cfg.model.learning_rate == pytest.approx(3e-4) and cfg.env.camera is None
 
 
 def test_int_is_accepted_for_float_field():
-    assert load_config(None, ["train.learning_rate=1"]).train.learning_rate == 1.0
+    assert load_config(None, ["model.learning_rate=1"]).model.learning_rate == 1.0
 
 
 def test_missing_file_is_clear(tmp_path):

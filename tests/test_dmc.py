@@ -140,6 +140,19 @@ def test_render_matches_last_step_and_physics_render():
     env.close()
 
 
+def test_closing_one_env_leaves_another_env_rendering_correctly():
+    keep = DMCEnv("cheetah", "run", image_size=32, episode_length=8, seed=0)
+    keep.reset()
+    for _ in range(2):  # close other envs (other GL contexts) while `keep`'s context is current
+        other = DMCEnv("cartpole", "swingup", image_size=32, episode_length=8, seed=0)
+        other.reset()
+        keep.render()
+        other.close()
+    reference = keep.physics.render(32, 32, camera_id=0)
+    assert np.array_equal(keep.render().permute(1, 2, 0).numpy(), reference)
+    keep.close()
+
+
 def test_set_state_restores_the_scene():
     env = DMCEnv("walker", "walk", image_size=32, episode_length=20, seed=0)
     td = env.reset()

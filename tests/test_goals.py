@@ -298,3 +298,23 @@ def test_from_config_and_saved_goal_images(tmp_path):
     paths = goals.save_goal_images("point_mass", tmp_path)
     assert len(paths) == 9 and [p.name for p in paths[:2]] == ["00_xy_-0.2_+0.2.png", "01_xy_+0.0_+0.2.png"]
     assert np.array_equal(imageio.imread(paths[1]), td[keys.GOAL_PIXELS].permute(1, 2, 0).numpy())
+
+
+def test_reacher_goal_reached_by_joint_controller():
+    """A PD controller on the goal's joint angles reaches the fingertip goal: success fires, reward rises."""
+    env = goals.make_goal_env("reacher", goal_index=5, seed=3)
+    td = env.reset()
+    goal = td[keys.GOAL_STATE].numpy()
+    start = goals.goal_distance("reacher", td[keys.STATE], goal)
+    assert start > 0.2 and not td[keys.SUCCESS].item()
+    rewards = []
+    for _ in range(40):
+        state = td[keys.STATE].numpy()
+        error = (goal - state[:2] + np.pi) % (2 * np.pi) - np.pi
+        td[keys.ACTION] = torch.tensor(np.clip(5 * error - 0.5 * state[2:4], -1, 1), dtype=torch.float32)
+        td = env.step(td)[keys.NEXT]
+        rewards.append(td[keys.REWARD].item())
+        if td[keys.SUCCESS].item():
+            break
+    assert td[keys.SUCCESS].item() and rewards[-1] > -0.05 > -start
+    env.close()

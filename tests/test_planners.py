@@ -213,3 +213,15 @@ def test_expand_states_is_row_major():
     big = expand_states(state, 4)
     assert big.batch_size == (12,)
     torch.testing.assert_close(big[keys.LATENT], STARTS.repeat_interleave(4, 0))
+
+
+@pytest.mark.parametrize("planner_cls", [CEMPlanner, MPPIPlanner])
+def test_reset_entries_forgets_only_those_rows(planner_cls):
+    model = make_model()
+    base = CEM_SMALL if planner_cls is CEMPlanner else MPPI_SMALL
+    planner = planner_cls(model, RewardObjective(model), type(base)(**{**base.__dict__, "warm_start": True}))
+    plan = planner.plan(start_state())
+    planner.reset(3, entries=torch.tensor([False, True, False]))
+    warm = planner._initial_mean(3, torch.device("cpu"))
+    torch.testing.assert_close(warm[[0, 2]], shift_plan(plan)[[0, 2]])
+    assert warm[1].abs().max() == 0

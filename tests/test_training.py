@@ -118,3 +118,17 @@ def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
     state = checkpoint.load(checkpoint_path(tmp_path / "run"))
     assert state["counters"]["updates"] == 3
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_openloop_and_eval_video_logged_during_training(tmp_path):
+    cfg = tiny_config(
+        "train.total_episodes=3", "train.eval_every=3", "log.video_every=1", "log.tensorboard=true",
+        "log.openloop_every=1", "log.openloop_context=2", "log.openloop_horizon=4", "log.openloop_sequences=2",
+    )
+    run_dir = train(cfg, run_dir=tmp_path / "run")
+    records = read_metrics(run_dir)
+    openloop = [r for r in records if "openloop/mse/imagined" in r]
+    assert len(openloop) == 2  # after the updates at episodes 2 and 3
+    assert all(r["openloop/mse/imagined"] >= 0 for r in openloop)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "videos" / "eval_episode_00003.mp4").is_file()

@@ -3,6 +3,11 @@
 Public API: ``WorldModel`` (the interface), ``load_config`` and the keys module.
 """
 
+import os
+
+# Headless rendering by default; must be set before anything imports mujoco (torchrl does).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 from worldmodels import keys
 from worldmodels.base import CapabilityError, LossOutput, WorldModel, check_world_model
 from worldmodels.config import ConfigError, RunConfig, load_config

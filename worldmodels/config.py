@@ -45,7 +45,7 @@ class EnvConfig:
     episode_length: int = 1000
     """episode length in *env* steps (DMC standard 1000); agent steps = this / action_repeat"""
     fast_render: bool = False
-    """opt-in: render without shadows/reflections/skybox (5-10x faster on software GL, but the
+    """opt-in: render without shadows and reflections (4-7x faster on software GL, but the
     images differ from the standard observation, so models trained with it see other pixels)"""
     goal_set: Optional[str] = None
     """goal-image task set (point_mass, reacher, roboyoga_walker, roboyoga_quadruped); None = task reward"""
@@ -106,11 +106,20 @@ class PlaNetConfig:
     """latent overshooting KL weight beta_{>1} (released configs: 0 = off)"""
     activation: Literal["relu", "elu"] = "relu"
     """nonlinearity (PlaNet: relu)"""
+    learning_rate: float = 1e-3
+    """world-model Adam learning rate (PlaNet: 1e-3)"""
+    adam_eps: float = 1e-4
+    """Adam epsilon (PlaNet: 1e-4)"""
+    grad_clip: float = 1000.0
+    """global gradient-norm clip (PlaNet: 1000)"""
+    weight_decay: float = 0.0
+    """decoupled weight decay per update, w <- (1 - wd) w (PlaNet: none)"""
 
     def __post_init__(self):
         _check(1 <= self.image_bits <= 8, "model.image_bits", self.image_bits, "1..8")
         _check(self.min_std > 0, "model.min_std", self.min_std, "> 0")
         _check(self.overshooting_distance >= 0, "model.overshooting_distance", self.overshooting_distance, ">= 0")
+        _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,115 @@ class DreamerConfig:
         _check(self.kl_free >= 0, "model.kl_free", self.kl_free, ">= 0")
         _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
         _check(0 <= self.weight_decay < 1, "model.weight_decay", self.weight_decay, "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PLDMConfig:
+    """PLDM-style JEPA (Sobal, Zhang et al. 2025, arXiv 2502.14819): encoder + deterministic predictor
+    trained by multi-step latent prediction + VICReg + inverse dynamics, no decoder, no reward.
+    Loss coefficients: PLDM Two Rooms ``configs/wall/icml/seqlen90_3M.yaml`` (methods.md 3.5). The
+    predictor unroll length is ``replay.sequence_length - 1`` (PLDM: 17 frames -> 16 steps)."""
+
+    encoder_channels: tuple[int, ...] = (32, 64, 64)
+    """IMPALA-style stage channels (IMPALA: 16, 32, 32; PLDM arch impala with width factor 2: 32, 64, 64)"""
+    encoder_blocks: int = 2
+    """residual blocks per encoder stage (IMPALA: 2)"""
+    norm_groups: int = 4
+    """GroupNorm groups in the encoder (must divide every stage's channels)"""
+    latent_dim: int = 512
+    """flat latent size Z (PLDM's predictor rnnV2 is 512-512)"""
+    predictor_hidden: int = 512
+    """action-embedding size fed to the residual GRU predictor (PLDM rnnV2: 512)"""
+    idm_hidden: int = 512
+    """units of the inverse-dynamics MLP's hidden layer (PLDM idm: 512)"""
+    sim_coeff: float = 1.0
+    """multi-step prediction loss weight (PLDM sim_coeff: 1.0)"""
+    std_coeff: float = 3.98
+    """VICReg variance across the batch at t=0 (PLDM Two Rooms std_coeff: 3.98)"""
+    cov_coeff: float = 6.92
+    """VICReg covariance across the batch at t=0 (PLDM Two Rooms cov_coeff: 6.92)"""
+    std_coeff_t: float = 0.245
+    """VICReg variance across time within each trajectory (PLDM Two Rooms std_coeff_t: 0.245)"""
+    cov_coeff_t: float = 0.0
+    """VICReg covariance across time within each trajectory (PLDM Two Rooms cov_coeff_t: 0)"""
+    sim_coeff_t: float = 0.742
+    """temporal smoothness |z_{t+1} - z_t|^2 (PLDM Two Rooms sim_coeff_t: 0.742)"""
+    idm_coeff: float = 1.072
+    """inverse-dynamics MSE weight (PLDM Two Rooms idm.coeff: 1.072)"""
+    variance_margin: float = 1.0
+    """VICReg target std gamma (VICReg / PLDM: 1)"""
+    learning_rate: float = 7e-4
+    """Adam learning rate (PLDM Two Rooms base_lr: 7e-4)"""
+    adam_eps: float = 1e-8
+    """Adam epsilon (PLDM: torch's default 1e-8)"""
+    weight_decay: float = 0.0
+    """decoupled weight decay per update (PLDM: 0)"""
+    grad_clip: float = 1000.0
+    """global gradient-norm clip (PLDM does not clip; a loose bound that only guards against blow-ups)"""
+
+    def __post_init__(self):
+        _check(len(self.encoder_channels) >= 1 and all(c >= 1 for c in self.encoder_channels),
+               "model.encoder_channels", self.encoder_channels, "a non-empty list of positive ints")  # fmt: skip
+        _check(all(c % min(self.norm_groups, c) == 0 for c in self.encoder_channels) and self.norm_groups >= 1,
+               "model.norm_groups", self.norm_groups, "a positive divisor of every encoder channel count")  # fmt: skip
+        _check(self.encoder_blocks >= 0, "model.encoder_blocks", self.encoder_blocks, ">= 0")
+        _check(self.latent_dim >= 2, "model.latent_dim", self.latent_dim, ">= 2")
+        for name in ("sim_coeff", "std_coeff", "cov_coeff", "std_coeff_t", "cov_coeff_t", "sim_coeff_t", "idm_coeff"):
+            _check(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), ">= 0")
+        _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
+        _check(self.grad_clip > 0, "model.grad_clip", self.grad_clip, "> 0")
+        _check(0 <= self.weight_decay < 1, "model.weight_decay", self.weight_decay, "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """Training from a fixed reward-free dataset (``worldmodels.offline_training``; PLDM's setting).
+
+    Two Rooms data is generated as PLDM does (``envs/two_rooms_data.py``; methods.md 3.6) and
+    rendered on the fly; DMC data is uniform-random-policy episodes (``collect_random_episodes``).
+    Batches use ``replay.batch_size`` x ``replay.sequence_length``."""
+
+    dataset_dir: Optional[str] = None
+    """dataset directory; generated there if it holds no dataset; None = ``{run_dir}/data``"""
+    n_trajectories: int = 33334
+    """Two Rooms trajectories to generate (PLDM main dataset: 3M transitions = 33334 x 90)"""
+    n_steps: int = 91
+    """observations per Two Rooms trajectory (PLDM: 91; 17/33/65 for the length sweep)"""
+    mode: Literal["good", "random"] = "good"
+    """Two Rooms data quality: heading random walk (PLDM good data) or uniform heading per step"""
+    random_fraction: float = 0.0
+    """fraction of good trajectories replaced by random ones (PLDM noise mixtures 0 .. 0.16)"""
+    cross_wall_rate: Optional[float] = None
+    """fraction of good trajectories that pass the door; None = 0.6 (PLDM good_quality_data.yaml)"""
+    dmc_episodes: int = 100
+    """random-policy episodes to collect for DMC suites"""
+    data_seed: int = 0
+    """seed of the data generator / collector"""
+    updates: int = 100_000
+    """gradient updates in total"""
+    log_every: int = 100
+    """log mean training metrics every this many updates"""
+    checkpoint_every: int = 1000
+    """write checkpoints/latest.pt every this many updates (and at the end)"""
+    eval_every: int = 0
+    """goal-reaching evaluation (Two Rooms only) every this many updates; 0 = only at the end"""
+    eval_episodes: int = 100
+    """start/goal pairs per evaluation (PLDM: 100 envs); 0 = no evaluation"""
+    eval_seed: int = 42
+    """seed of the evaluation start/goal sampler (PLDM: 42)"""
+
+    def __post_init__(self):
+        _check(self.n_trajectories >= 1, "offline.n_trajectories", self.n_trajectories, ">= 1")
+        _check(self.n_steps >= 2, "offline.n_steps", self.n_steps, ">= 2")
+        _check(0.0 <= self.random_fraction <= 1.0, "offline.random_fraction", self.random_fraction, "in [0, 1]")
+        _check(self.cross_wall_rate is None or 0.0 <= self.cross_wall_rate <= 1.0, "offline.cross_wall_rate",
+               self.cross_wall_rate, "null or in [0, 1]")  # fmt: skip
+        _check(self.dmc_episodes >= 1, "offline.dmc_episodes", self.dmc_episodes, ">= 1")
+        _check(self.updates >= 0, "offline.updates", self.updates, ">= 0")
+        _check(self.log_every >= 1, "offline.log_every", self.log_every, ">= 1")
+        _check(self.checkpoint_every >= 1, "offline.checkpoint_every", self.checkpoint_every, ">= 1")
+        _check(self.eval_every >= 0, "offline.eval_every", self.eval_every, ">= 0")
+        _check(self.eval_episodes >= 0, "offline.eval_episodes", self.eval_episodes, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -277,12 +395,6 @@ class TrainConfig:
     """collected episodes (seed episodes included) after which training stops"""
     updates_per_episode: int = 100
     """model updates per collected episode, PlaNet's C (100)"""
-    learning_rate: float = 1e-3
-    """model Adam learning rate (PlaNet: 1e-3)"""
-    adam_eps: float = 1e-4
-    """Adam epsilon (PlaNet: 1e-4)"""
-    grad_clip: float = 1000.0
-    """global gradient-norm clip (PlaNet: 1000)"""
     eval_every: int = 10
     """evaluate every this many collected episodes (0 = never)"""
     eval_episodes: int = 5
@@ -295,7 +407,6 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
         _check(self.total_episodes >= self.seed_episodes, "train.total_episodes", self.total_episodes, ">= seed_episodes")
-        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "> 0")
 
 
 @dataclass(frozen=True)
@@ -307,7 +418,14 @@ class LogConfig:
     video_every: int = 0
     """write an eval video every this many evaluations (0 = never)"""
     openloop_every: int = 0
-    """log an open-loop imagination video every this many collected episodes (0 = never)"""
+    """log an open-loop imagination video + error curve to TensorBoard every this many collected
+    episodes (0 = never); uses ``openloop_context`` + ``openloop_horizon`` rows of replay episodes"""
+    openloop_context: int = 5
+    """frames filtered by the posterior before the open-loop rollout (Dreamer/PlaNet: 5)"""
+    openloop_horizon: int = 45
+    """open-loop prediction steps (Dreamer convention: 45, i.e. 50-frame sequences)"""
+    openloop_sequences: int = 6
+    """sequences tiled side by side in the video (DreamerV2 video_pred: 6)"""
 
 
 # ----------------------------------------------------------------------------- the run
@@ -315,7 +433,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: Literal["planet", "dreamerv2"] = "planet"
+    method: Literal["planet", "dreamerv2", "pldm"] = "planet"
     """which world model to train; picks the class of ``model`` (see model_config_class)"""
     seed: int = 0
     """seed for torch, numpy and the environment"""
@@ -333,6 +451,8 @@ class RunConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    """offline (reward-free dataset) training: data generation and update schedule (worldmodels.offline_training)"""
 
     def __post_init__(self):
         _check(
@@ -347,7 +467,9 @@ def model_config_class(method: str) -> type:
         return PlaNetConfig
     if method == "dreamerv2":
         return DreamerConfig
-    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2.")
+    if method == "pldm":
+        return PLDMConfig
+    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2, pldm.")
 
 
 # ----------------------------------------------------------------------------- loading

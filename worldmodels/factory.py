@@ -34,6 +34,18 @@ def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int
     raise ConfigError(f"Unknown method {cfg.method!r}.")
 
 
+def make_model_optimizer(model_cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The world-model optimiser from the model config's ``learning_rate``, ``adam_eps``, ``weight_decay``.
+
+    Adam; with ``weight_decay`` > 0, DreamerV2's decoupled decay ``w <- (1 - wd) w`` per update,
+    which is AdamW with ``weight_decay = wd / lr`` (AdamW decays by ``lr * weight_decay``).
+    """
+    lr, eps, wd = model_cfg.learning_rate, model_cfg.adam_eps, model_cfg.weight_decay
+    if wd > 0:
+        return torch.optim.AdamW(model.parameters(), lr, eps=eps, weight_decay=wd / lr)
+    return torch.optim.Adam(model.parameters(), lr, eps=eps)
+
+
 def uses_actor(cfg: RunConfig) -> bool:
     """Whether the method learns a policy in imagination (DreamerV2) instead of planning (PlaNet)."""
     return cfg.method == "dreamerv2"

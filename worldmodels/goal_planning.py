@@ -53,6 +53,8 @@ def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize:
         raise ValueError(f"Goal image {str(path)!r} has shape {array.shape}; expected an image [H, W, C].")
     if array.shape[0] == c and array.shape[-1] != c:  # channels-first .npy
         array = array.transpose(1, 2, 0)
+    if c == 2 and array.shape[-1] == 3:  # Two Rooms: an RGB rendering holds (agent, walls, 0)
+        array = array[..., :2]
     if array.shape[-1] != c:
         raise ValueError(
             f"Goal image {str(path)!r} has {array.shape[-1]} channel(s); the model observes {c}-channel images"
@@ -178,8 +180,9 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
                    video_dir=None, device=None, metric: str = "cosine") -> dict:  # fmt: skip
     """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state.
 
-    Success is read at the episode's last step (LEXA's protocol). With ``video_dir``, one video
-    per goal shows the observation beside the goal image.
+    ``success_rate`` is read at the episode's last step (LEXA's protocol); ``reached_rate`` counts
+    an episode as a success if the goal was reached at any step (PLDM's protocol, whose episodes end
+    on success). With ``video_dir``, one video per goal shows the observation beside the goal image.
     """
     from envs.goals import goal_names, num_goals
     from worldmodels.training import episode_frames, episode_steps, load_trained
@@ -193,11 +196,12 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
     for index in tqdm(range(num_goals(task_set)), desc=f"goals {task_set}"):
         genv = _goal_env(cfg, task_set, index)
         agent, objective = goal_agent(cfg, model, planner, metric)
-        successes, distances = [], []
+        successes, reached, distances = [], [], []
         for episode in range(episodes):
             goal_pixels = genv.reset()[keys.GOAL_PIXELS]
             rollout = _rollout_toward(genv, agent, objective, goal_pixels, episode_steps(genv))
             successes.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
+            reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
             distances.append(float(-rollout[keys.NEXT, keys.REWARD][-1]))
             if video_dir and episode == 0:
                 Path(video_dir).mkdir(parents=True, exist_ok=True)
@@ -205,6 +209,11 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
                 write_video(frames, Path(video_dir) / f"goal_{index:02d}_{names[index]}.mp4", fps=20)
         genv.close()
         per_goal.append({"goal": index, "name": names[index], "success_rate": float(np.mean(successes)),
-                         "final_distance": float(np.mean(distances))})  # fmt: skip
-    overall = float(np.mean([g["success_rate"] for g in per_goal])) if per_goal else 0.0
-    return {"task_set": task_set, "episodes_per_goal": episodes, "success_rate": overall, "per_goal": per_goal}
+                         "reached_rate": float(np.mean(reached)), "final_distance": float(np.mean(distances))})  # fmt: skip
+    return {
+        "task_set": task_set,
+        "episodes_per_goal": episodes,
+        "success_rate": float(np.mean([g["success_rate"] for g in per_goal])),
+        "reached_rate": float(np.mean([g["reached_rate"] for g in per_goal])),
+        "per_goal": per_goal,
+    }

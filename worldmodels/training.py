@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from envs import make_env
 from worldmodels import checkpoint, keys
 from worldmodels.config import RunConfig, load_config, save_config, to_dict
-from worldmodels.factory import make_agent, make_behaviour, make_model, resolve_device
+from worldmodels.factory import make_agent, make_behaviour, make_model, make_model_optimizer, resolve_device
 from worldmodels.logger import Logger
 from worldmodels.replay import SequenceReplay
 
@@ -71,7 +71,7 @@ def build_run(cfg: RunConfig, run_dir: Path) -> Run:
     action_dim = env.action_spec.shape[-1]
     image_shape = tuple(env.observation_spec[keys.PIXELS].shape[-3:])
     model = make_model(cfg, action_dim, image_shape).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
+    optimizer = make_model_optimizer(cfg.model, model)
     behaviour = make_behaviour(cfg, model)
     if behaviour is not None:
         behaviour.to(device)
@@ -168,7 +168,7 @@ def _check_finite(value: torch.Tensor, what: str, update: int) -> None:
     if not torch.isfinite(value):
         raise TrainingDiverged(
             f"The {what} became {value.item()} at update {update}; the run stopped and the last good "
-            "state is in checkpoints/latest.pt. Lower train.learning_rate or train.grad_clip and resume."
+            "state is in checkpoints/latest.pt. Lower model.learning_rate or model.grad_clip and resume."
         )
 
 
@@ -184,7 +184,7 @@ def update(run: Run) -> dict:
     _check_finite(out.loss.detach(), "world-model loss", run.counters["updates"])
     run.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.model.grad_clip)
     _check_finite(grad_norm, "world-model gradient norm", run.counters["updates"])
     run.optimizer.step()
     metrics = {f"train/{k}": v for k, v in out.metrics.items()}
@@ -195,6 +195,23 @@ def update(run: Run) -> dict:
         metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
     run.counters["updates"] += 1
     return metrics
+
+
+def log_imagination(run: Run, step: int) -> dict:
+    """Open-loop video + per-step error curve of replay sequences to TensorBoard; returns the scalars.
+
+    Skipped (empty dict) while no stored episode is long enough for context + horizon.
+    """
+    from worldmodels.viz import log_openloop
+
+    lcfg = run.cfg.log
+    length = lcfg.openloop_context + lcfg.openloop_horizon
+    if int(run.replay.episode_lengths().max()) < length:
+        return {}
+    batch = run.replay.sample(batch_size=lcfg.openloop_sequences, sequence_length=length)
+    run.model.eval()
+    with torch.no_grad():
+        return log_openloop(run.logger.writer, run.model, batch, step, lcfg.openloop_context, lcfg.openloop_horizon)
 
 
 def mean_metrics(history: list[dict]) -> dict:
@@ -259,8 +276,16 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                     bar.set_postfix(postfix | {"loss": f"{float(history[-1]['train/loss/total']):.1f}"}, refresh=True)
             if history:
                 run.logger.scalars(mean_metrics(history), env_steps)
+            if cfg.log.openloop_every and episodes % cfg.log.openloop_every == 0 and history:
+                run.logger.scalars(log_imagination(run, env_steps), env_steps)
             if tcfg.eval_every and episodes % tcfg.eval_every == 0 and run.counters["last_eval_episode"] != episodes:
-                result = evaluate(run.env, eval_agent, tcfg.eval_episodes)
+                evals_done = run.counters.get("evals", 0)
+                video = None
+                if cfg.log.video_every and evals_done % cfg.log.video_every == 0:
+                    video = run_dir / "videos" / f"eval_episode_{episodes:05d}.mp4"
+                    video.parent.mkdir(exist_ok=True)
+                result = evaluate(run.env, eval_agent, tcfg.eval_episodes, video_path=video)
+                run.counters["evals"] = evals_done + 1
                 run.counters["last_eval_episode"] = episodes
                 run.logger.scalars({"eval/episode/return": result["mean"], "eval/episode/return_std": result["std"]}, env_steps)
                 postfix["eval"] = f"{result['mean']:.0f}"

@@ -1,0 +1,224 @@
+"""DreamerV2 world model (Hafner et al., "Mastering Atari with Discrete World Models", ICLR 2021).
+
+RSSM with 32 categorical latents of 32 classes (straight-through samples, ``worldmodels/rssm.py``),
+LayerNorm GRU, ELU; ``conv_ha`` encoder/decoder (DreamerV2 kernels [4,4,4,4] / [5,5,6,6], depth 48);
+reward head and optional discount (continuation) head, MLPs 4 x 400. Sizes default to the released
+``dmc_vision`` config (deter 200, hidden 200). The loss (``agent.py::WorldModel.loss``)::
+
+    L = -ln p(o_t | s_t) - reward_scale ln p(r_t | s_t) - discount_scale ln p(c_t | s_t) + kl_scale L_kl
+    L_kl = (1 - alpha) max(mean KL(q || sg(p)), free) + alpha max(mean KL(sg(q) || p), free)
+
+with unit-variance Gaussian image and reward likelihoods (summed over pixels; constants dropped, so
+``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame), a Bernoulli continuation ``c_t = 1 -
+is_terminal_t``, KL balancing alpha = 0.8 and free nats after averaging (``free_avg``; methods.md
+section 3.1, :func:`worldmodels.distributions.kl_balanced`). Images are ``x / 255 - 0.5`` (DreamerV2
+``preprocess``); :meth:`DreamerV2.decode` returns ``[0, 1]``.
+
+Differences from the released TF code, on purpose: the feature order is ``cat(deter, stoch)`` (the
+shared RSSM's; DreamerV2 uses ``cat(stoch, deter)``, a permutation); a Gaussian latent (``classes =
+0``, LEXA's choice) uses the shared RSSM's ``softplus + min_std`` std instead of ``sigmoid2``; the
+discount head is trained on ``1 - is_terminal`` (a probability) and the actor-critic multiplies it by
+gamma, where DreamerV2 trains on ``gamma * (1 - is_terminal)`` and uses the mean directly (same product).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+from torch import Tensor
+
+from worldmodels import keys
+from worldmodels.base import CapabilityError, LossOutput, Policy, WorldModel, check_shapes
+from worldmodels.config import DreamerConfig
+from worldmodels.distributions import KLOutput, kl_balanced
+from worldmodels.networks import MLP, ConvDecoder, ConvEncoder
+from worldmodels.rssm import RSSM, Categorical, Gaussian
+
+
+def preprocess(pixels: Tensor) -> Tensor:
+    """uint8 pixels -> float ``x / 255 - 0.5`` in ``[-0.5, 0.5]`` (DreamerV2 ``WorldModel.preprocess``).
+
+    Shapes:
+        ``[..., C, H, W]`` uint8 -> same shape float32.
+    """
+    return pixels.to(torch.float32).div_(255.0).sub_(0.5)
+
+
+def postprocess(images: Tensor) -> Tensor:
+    """Decoder mean in ``[-0.5, 0.5]`` -> image in ``[0, 1]`` (``x + 0.5`` clamped)."""
+    return (images + 0.5).clamp(0.0, 1.0)
+
+
+class DreamerV2(WorldModel):
+    """DreamerV2 world model implementing :class:`worldmodels.base.WorldModel`.
+
+    Args:
+        config: :class:`DreamerConfig` (DreamerV2 ``dmc_vision`` defaults).
+        action_dim: A.
+        image_shape: ``(C, H, W)``; ``conv_ha`` needs ``H = W = 64``.
+
+    Attributes:
+        has_continuation: True when ``config.pred_discount``; then :meth:`continuation` predicts
+            the probability of not terminating and the actor-critic discounts with it.
+
+    Example:
+        >>> model = DreamerV2(DreamerConfig(), action_dim=6)
+        >>> opt = model.make_optimizer()
+        >>> out = model.loss(batch)                     # batch [B, T] of replay rows
+        >>> opt.zero_grad(); out.loss.backward()
+        >>> torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip); opt.step()
+        >>> ac.update(out.posterior, actor_opt, critic_opt)   # planners.actor_critic
+    """
+
+    has_decoder = True
+    has_reward = True
+
+    def __init__(self, config: DreamerConfig, action_dim: int, image_shape: tuple[int, int, int] = (3, 64, 64)):
+        super().__init__()
+        self.config = config
+        self.action_dim = action_dim
+        self.image_shape = tuple(image_shape)
+        self.has_continuation = config.pred_discount
+        act = config.activation
+        if config.classes > 0:
+            stoch = Categorical(classes=config.classes, groups=config.stoch_dim)
+        else:
+            stoch = Gaussian(config.stoch_dim, config.min_std)
+        self.encoder = ConvEncoder(self.image_shape, config.cnn_depth, act)
+        self.rssm = RSSM(
+            action_dim, self.encoder.output_dim, config.deter_dim, stoch, config.hidden_dim, act, layer_norm=True
+        )
+        self.feature_dim = self.rssm.feature_dim
+        self.decoder = ConvDecoder(self.feature_dim, self.image_shape, config.cnn_depth, act)
+        self.reward_head = MLP(self.feature_dim, 1, config.mlp_units, config.mlp_layers, act)
+        self.discount_head = (
+            MLP(self.feature_dim, 1, config.mlp_units, config.mlp_layers, act) if config.pred_discount else None
+        )
+
+    # ------------------------------------------------------------------ interface
+
+    def initial_state(self, batch_size: int) -> TensorDict:
+        return self.rssm.initial_state(batch_size)
+
+    def features(self, state: TensorDict) -> Tensor:
+        return self.rssm.features(state)
+
+    def _check_sequence(self, pixels: Tensor, prev_action: Tensor, is_first: Tensor) -> None:
+        check_shapes(keys.PIXELS, pixels, [None, None, *self.image_shape], torch.uint8)
+        b, t = pixels.shape[:2]
+        check_shapes(keys.PREV_ACTION, prev_action, [b, t, self.action_dim])
+        check_shapes(keys.IS_FIRST, is_first, [b, t, 1], torch.bool)
+
+    def _embed(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """uint8 ``[B,T,C,H,W]`` -> (preprocessed frames ``[B*T,C,H,W]``, embeddings ``[B,T,E]``)."""
+        b, t = pixels.shape[:2]
+        frames = preprocess(pixels.reshape(b * t, *self.image_shape))
+        return frames, self.encoder(frames).reshape(b, t, -1)
+
+    def observe(
+        self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
+    ) -> TensorDict:
+        """Posterior states ``[B, T]`` (sampled, as DreamerV2's policy with ``eval_state_mean: False``)."""
+        self._check_sequence(pixels, prev_action, is_first)
+        _, embed = self._embed(pixels)
+        return self.rssm.observe(embed, prev_action, is_first, state)
+
+    def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
+        return self.rssm.imagine(state, actions, horizon)
+
+    def embed_goal(self, pixels: Tensor) -> Tensor:
+        """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
+        check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
+        b = pixels.shape[0]
+        zeros = torch.zeros(b, 1, self.action_dim, device=pixels.device)
+        first = torch.ones(b, 1, 1, dtype=torch.bool, device=pixels.device)
+        return self.features(self.observe(pixels[:, None], zeros, first))[:, 0]
+
+    def reward(self, state: TensorDict) -> Tensor:
+        """Mean of the reward head ``[..., 1]`` (DreamerV2 ``heads['reward'](feat).mode()``)."""
+        return self.reward_head(self.features(state))
+
+    def continuation(self, state: TensorDict) -> Tensor:
+        """Probability of *not* terminating, ``[..., 1]`` in [0, 1] (DreamerV2 discount head mean / gamma).
+
+        Raises:
+            CapabilityError: the model was built with ``pred_discount = False`` (DMC default).
+        """
+        if self.discount_head is None:
+            raise CapabilityError("this DreamerV2 has no discount head; build it with model.pred_discount=true.")
+        return torch.sigmoid(self.discount_head(self.features(state)))
+
+    def decode(self, state: TensorDict) -> Tensor:
+        return postprocess(self.decoder(self.features(state)))
+
+    # ------------------------------------------------------------------ training
+
+    def kl_loss(self, post: TensorDict, prior: TensorDict) -> KLOutput:
+        """Balanced KL with this config: ``kl_scale * kl_balanced(post, prior, kl_balance, kl_free, free_avg=True)``.
+
+        Returns:
+            :class:`KLOutput` ``(loss, value)``: the scaled loss and the mean raw KL (nats).
+        """
+        cfg = self.config
+        out = kl_balanced(post, prior, alpha=cfg.kl_balance, free=cfg.kl_free, free_avg=True)
+        return KLOutput(cfg.kl_scale * out.loss, out.value)
+
+    def loss(self, batch: TensorDict) -> LossOutput:
+        """DreamerV2 world-model loss (module docstring) on a ``[B, T]`` batch of replay rows.
+
+        Metrics: ``loss/image``, ``loss/reward``, ``loss/kl`` (balanced, free nats, scaled),
+        ``loss/discount`` (only with ``pred_discount``), ``loss/total``, ``kl/raw`` (mean
+        KL(q || p) in nats), ``entropy/prior``, ``entropy/posterior`` (categorical latents).
+        """
+        cfg = self.config
+        pixels, prev_action = batch[keys.PIXELS], batch[keys.PREV_ACTION]
+        reward, is_first = batch[keys.REWARD], batch[keys.IS_FIRST]
+        self._check_sequence(pixels, prev_action, is_first)
+        b, t = pixels.shape[:2]
+        check_shapes(keys.REWARD, reward, [b, t, 1])
+
+        frames, embed = self._embed(pixels)  # [B*T,C,H,W], [B,T,E]
+        post = self.rssm.observe(embed, prev_action, is_first)  # [B,T]
+        prior = self.rssm.prior(post[keys.DETER])  # [B,T] statistics of p(z_t | h_t)
+        feats = self.features(post)  # [B,T,F]
+
+        recon = self.decoder(feats.reshape(b * t, -1))  # [B*T,C,H,W]
+        image_loss = 0.5 * (recon - frames).pow(2).sum() / (b * t)
+        reward_loss = 0.5 * (self.reward_head(feats) - reward).pow(2).mean()
+        kl = self.kl_loss(post, prior)
+        metrics = {"loss/image": image_loss, "loss/reward": reward_loss, "loss/kl": kl.loss, "kl/raw": kl.value}
+        total = image_loss + cfg.reward_scale * reward_loss + kl.loss
+        if self.discount_head is not None:
+            check_shapes(keys.IS_TERMINAL, batch[keys.IS_TERMINAL], [b, t, 1], torch.bool)
+            target = 1.0 - batch[keys.IS_TERMINAL].to(feats.dtype)  # [B,T,1]
+            discount_loss = F.binary_cross_entropy_with_logits(self.discount_head(feats), target)
+            metrics["loss/discount"] = discount_loss
+            total = total + cfg.discount_scale * discount_loss
+        if self.rssm.categorical:
+            with torch.no_grad():
+                metrics["entropy/prior"] = _categorical_entropy(prior[keys.LOGITS]).mean()
+                metrics["entropy/posterior"] = _categorical_entropy(post[keys.LOGITS]).mean()
+        metrics["loss/total"] = total
+        metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
+        return LossOutput(total, metrics_td, post.detach())
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam (lr 3e-4, eps 1e-5) with DreamerV2's decoupled weight decay ``w <- (1 - wd) w``.
+
+        AdamW decays by ``lr * weight_decay`` per step, so ``weight_decay = wd / lr`` reproduces it.
+        Clip gradients to ``config.grad_clip`` (100) before ``step()``.
+        """
+        cfg = self.config
+        return torch.optim.AdamW(
+            self.parameters(), cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay / cfg.learning_rate
+        )
+
+
+def _categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy of independent categoricals summed over groups. Shapes: ``[..., G, K] -> [...]``."""
+    log_p = logits.log_softmax(-1)
+    return -(log_p.exp() * log_p).sum((-2, -1))
+
+
+__all__ = ["DreamerV2", "preprocess", "postprocess"]

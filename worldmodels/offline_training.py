@@ -1,0 +1,212 @@
+"""Train any world model from a fixed, reward-free offline dataset (PLDM's setting), top to bottom.
+
+    data = ensure_dataset(cfg, run_dir)           # generate Two Rooms / collect DMC if missing
+    for update in range(cfg.offline.updates):
+        batch = data.sample(B, T)                 # [B, T] windows inside episodes, pixels rendered on the fly
+        model.loss(batch) -> backward -> step     # NaN/inf stops the run before the step
+        log / checkpoint / (Two Rooms) goal-reaching eval
+
+Works for PLDM (``method: pldm``) and for PlaNet / DreamerV2 trained on the same data (the
+benchmark compares them with the same MPPI). Checkpoints use the payload of
+``worldmodels.training.save_run`` (``config, model, optimizer, behaviour=None, counters, rng``) so
+``training.load_trained(run_dir)`` loads them for ``eval``/``plan``/``imagine``. A run resumes from
+``checkpoints/latest.pt`` with its optimiser, counters and RNG states (the data is re-read from
+disk; the dataset is deterministic given ``offline.data_seed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from worldmodels import checkpoint, keys
+from worldmodels.config import RunConfig, load_config, save_config, to_dict
+from worldmodels.datasets import OfflineSequenceDataset, load_dataset
+from worldmodels.logger import Logger
+from worldmodels.two_rooms_eval import evaluate_goal_reaching
+
+__all__ = ["train_offline", "evaluate_goal_reaching", "ensure_dataset", "build_model", "OfflineDiverged"]
+
+
+class OfflineDiverged(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the last good state is in checkpoints/latest.pt."""
+
+
+def dataset_dir(cfg: RunConfig, run_dir: Path) -> Path:
+    return Path(cfg.offline.dataset_dir) if cfg.offline.dataset_dir else Path(run_dir) / "data"
+
+
+def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> OfflineSequenceDataset:
+    """Load the run's dataset, generating it first if its directory holds none.
+
+    Two Rooms: ``write_two_rooms_dataset`` with ``offline.n_trajectories/n_steps/mode/random_fraction/
+    cross_wall_rate/data_seed`` (pixels rendered on the fly). DMC: ``offline.dmc_episodes`` random
+    episodes via ``collect_random_episodes`` (pixels stored).
+    """
+    directory, ocfg = dataset_dir(cfg, run_dir), cfg.offline
+    if cfg.env.suite == "two_rooms":
+        from envs.two_rooms_data import make_render_fn, write_two_rooms_dataset
+
+        if not (directory / "dataset.json").is_file():
+            extra = {} if ocfg.cross_wall_rate is None else {"cross_wall_rate": ocfg.cross_wall_rate}
+            write_two_rooms_dataset(directory, ocfg.n_trajectories, n_steps=ocfg.n_steps, image_size=cfg.env.image_size,
+                                    channels=cfg.env.two_rooms_channels, seed=ocfg.data_seed, mode=ocfg.mode,
+                                    random_fraction=ocfg.random_fraction, **extra)  # fmt: skip
+        return load_dataset(directory, render_fn=make_render_fn(cfg.env.image_size, cfg.env.two_rooms_channels))
+    if not (directory / "dataset.json").is_file():
+        from envs import make_env
+        from worldmodels.datasets import collect_random_episodes
+
+        env = make_env(cfg.env, seed=ocfg.data_seed)
+        try:
+            collect_random_episodes(env, ocfg.dmc_episodes, directory, seed=ocfg.data_seed, progress=progress,
+                                    env_config=dataclasses.asdict(cfg.env))  # fmt: skip
+        finally:
+            env.close()
+    return load_dataset(directory)
+
+
+def build_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]):
+    """The world model for ``cfg.method`` (PLDM here; others through ``factory.make_model``)."""
+    if cfg.method == "pldm":
+        from worldmodels.pldm import PLDM
+
+        return PLDM(cfg.model, action_dim, image_shape)
+    from worldmodels.factory import make_model
+
+    return make_model(cfg, action_dim, image_shape)
+
+
+def make_optimizer(cfg: RunConfig, model) -> tuple[torch.optim.Optimizer, float]:
+    """``(optimizer, grad_clip)`` from the model config (``learning_rate``, ``adam_eps``,
+    ``weight_decay``, ``grad_clip``), as the online loop builds them (``factory.make_model_optimizer``)."""
+    from worldmodels.factory import make_model_optimizer
+
+    return make_model_optimizer(cfg.model, model), float(cfg.model.grad_clip)
+
+
+def _check_finite(value: torch.Tensor, what: str, update: int) -> None:
+    if not torch.isfinite(value):
+        raise OfflineDiverged(f"The {what} became {value.item()} at update {update}; the last good state is in "
+                              "checkpoints/latest.pt. Lower the learning rate and resume.")  # fmt: skip
+
+
+def update(model, optimizer, grad_clip: float, batch, index: int) -> dict:
+    """One gradient step; non-finite loss or gradient norm raises before the optimiser step."""
+    model.train()
+    out = model.loss(batch)
+    _check_finite(out.loss.detach(), "world-model loss", index)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    _check_finite(grad_norm, "world-model gradient norm", index)
+    optimizer.step()
+    metrics = {f"train/{k}": v for k, v in out.metrics.items()}
+    metrics.update({"train/loss/total": out.loss.detach(), "train/grad_norm/model": grad_norm})
+    return metrics
+
+
+def mean_metrics(history: list[dict]) -> dict:
+    """Average a list of metric dicts (scalar tensors) into floats, with one device sync."""
+    names = list(history[0])
+    values = torch.stack([torch.stack([torch.as_tensor(h[n]).float() for n in names]) for h in history]).mean(0)
+    return dict(zip(names, values.tolist()))
+
+
+def _save(cfg, run_dir: Path, model, optimizer, counters: dict) -> None:
+    payload = {"config": to_dict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "behaviour": None, "counters": dict(counters, episodes=0), "rng": checkpoint.rng_state()}  # fmt: skip
+    checkpoint.save_atomic(payload, Path(run_dir) / "checkpoints" / "latest.pt")
+
+
+def _prepare(cfg: RunConfig | None, run_dir, resume: bool) -> tuple[RunConfig, Path]:
+    if resume:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml); cannot resume.")
+        return load_config(run_dir / "config.yaml"), run_dir
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(run_dir or cfg.run_dir or Path("runs") / f"{cfg.method}_{cfg.env.suite}_{cfg.seed}_{stamp}")
+    if (run_dir / "checkpoints" / "latest.pt").exists():
+        raise FileExistsError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} to continue it.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    return cfg, run_dir
+
+
+def _evaluate(cfg, model, logger, step: int) -> dict:
+    if cfg.env.suite != "two_rooms" or cfg.offline.eval_episodes == 0:
+        return {}
+    result = evaluate_goal_reaching(cfg, model)
+    logger.scalars({f"eval/goal/{k}": v for k, v in result.items()}, step)
+    return result
+
+
+def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = False) -> Path:
+    """Train ``cfg`` on its offline dataset (or resume the run in ``run_dir``); returns the run directory.
+
+    Metrics (``metrics.jsonl`` + TensorBoard, step = update count): ``train/loss/*``,
+    ``train/repr/*`` (PLDM), ``train/grad_norm/model``, ``eval/goal/*`` (Two Rooms).
+    """
+    from worldmodels.factory import resolve_device
+
+    cfg, run_dir = _prepare(cfg, run_dir, resume)
+    checkpoint.seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = ensure_dataset(cfg, run_dir, progress=cfg.log.progress)
+    first = data.sample(1, 1)
+    image_shape = tuple(first.get(keys.PIXELS).shape[-3:])
+    model = build_model(cfg, first.get(keys.ACTION).shape[-1], image_shape).to(device)
+    optimizer, grad_clip = make_optimizer(cfg, model)
+    counters = {"updates": 0, "last_eval_update": -1, "train_seconds": 0.0}
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    if resume and ckpt.exists():
+        state = checkpoint.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters.update({k: v for k, v in state["counters"].items() if k != "episodes"})
+        checkpoint.set_rng_state(state["rng"])
+    ocfg, rcfg = cfg.offline, cfg.replay
+    logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
+    started = time.time() - counters["train_seconds"]
+    bar = tqdm(total=ocfg.updates, initial=counters["updates"], desc=f"{cfg.method} offline",
+               disable=not cfg.log.progress, dynamic_ncols=True, unit="upd")  # fmt: skip
+    history: list[dict] = []
+    try:
+        while counters["updates"] < ocfg.updates:
+            batch = data.sample(rcfg.batch_size, rcfg.sequence_length, device=device)  # [B,T]
+            history.append(update(model, optimizer, grad_clip, batch, counters["updates"]))
+            counters["updates"] += 1
+            step = counters["updates"]
+            if step % ocfg.log_every == 0 or step == ocfg.updates:
+                means = mean_metrics(history)
+                history = []
+                logger.scalars(means, step)
+                bar.set_postfix({"loss": f"{means['train/loss/total']:.3f}"}, refresh=False)
+            if ocfg.eval_every and step % ocfg.eval_every == 0 and step != ocfg.updates:
+                result = _evaluate(cfg, model, logger, step)
+                counters["last_eval_update"] = step
+                if result:
+                    bar.set_postfix({"success": f"{result['success_rate']:.2f}"}, refresh=False)
+            counters["train_seconds"] = time.time() - started
+            out_of_time = cfg.train.max_minutes > 0 and counters["train_seconds"] > 60 * cfg.train.max_minutes
+            if step % ocfg.checkpoint_every == 0 or step == ocfg.updates or out_of_time:
+                _save(cfg, run_dir, model, optimizer, counters)
+            bar.update(1)
+            if out_of_time:
+                break
+        if counters["last_eval_update"] != counters["updates"]:
+            _evaluate(cfg, model, logger, counters["updates"])
+            counters["last_eval_update"] = counters["updates"]
+        _save(cfg, run_dir, model, optimizer, counters)
+    except OfflineDiverged:  # parameters are still the last good ones (no step was taken)
+        _save(cfg, run_dir, model, optimizer, counters)
+        raise
+    finally:
+        bar.close()
+        logger.close()
+    return run_dir
