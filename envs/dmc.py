@@ -31,12 +31,10 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import sys
 import weakref
 
 # Headless rendering: MUJOCO_GL must be set before mujoco is first imported (torchrl.data and
 # torchrl.envs import it too), so this runs before any of them here.
-_MUJOCO_LOADED_WITHOUT_GL = "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
@@ -51,12 +49,6 @@ _RENDER_HELP = (
     "set MUJOCO_GL=egl (GPU or Mesa llvmpipe; needs libEGL, e.g. `apt-get install libegl1 "
     "libgl1-mesa-dri`) or MUJOCO_GL=osmesa (needs libosmesa6) in the shell before Python starts"
 )
-if _MUJOCO_LOADED_WITHOUT_GL:
-    _RENDER_HELP += (
-        "; here mujoco was imported before MUJOCO_GL was set (importing torchrl.data or "
-        "torchrl.envs does that), so it picked an on-screen GL backend: set the variable in the "
-        "shell, or import envs.dmc first"
-    )
 
 try:
     import mujoco
@@ -66,6 +58,22 @@ except (ImportError, OSError, AttributeError) as err:  # a GL library named by M
         f"MuJoCo/dm_control could not load with MUJOCO_GL={os.environ['MUJOCO_GL']} ({err!r}); {_RENDER_HELP}."
     ) from err
 
+
+def _render_help() -> str:
+    """How to fix headless rendering, naming the GL backend mujoco actually loaded."""
+    wanted = os.environ.get("MUJOCO_GL", "").lower()
+    context_class = getattr(mujoco, "GLContext", None)
+    loaded = context_class.__module__.rsplit(".", 1)[-1] if context_class is not None else "disabled"
+    help_text = f"MUJOCO_GL={wanted or '<unset>'}, loaded GL backend: {loaded}; {_RENDER_HELP}"
+    if wanted in ("egl", "osmesa") and loaded != wanted:
+        help_text += (
+            f"; mujoco was imported before MUJOCO_GL={wanted} was set (importing torchrl.data or "
+            "torchrl.envs does that), so it uses another backend: set the variable in the shell, "
+            "or import envs first"
+        )
+    return help_text
+
+
 # PlaNet, planet/scripts/tasks.py (cartpole_swingup: 8, reacher_easy: 4, cheetah_run: 4,
 # cup_catch: 4, finger_spin: 2, walker_walk: 2); PlaNet/Dreamer use 2 for anything else.
 _PLANET_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "ball_in_cup": 4, "finger": 2, "walker": 2}
@@ -74,7 +82,6 @@ _DEFAULT_ACTION_REPEAT = 2
 _DOMAIN_CAMERA = {"quadruped": 2}
 # Short names used by PlaNet / Dreamer task strings ("cup_catch") for dm_control domains.
 _DOMAIN_ALIASES = {"cup": "ball_in_cup"}
-
 
 
 def canonical_domain(domain: str) -> str:
@@ -150,8 +157,7 @@ class PixelRenderer:
             self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         except (ImportError, RuntimeError, OSError, AttributeError, mujoco.FatalError) as err:
             self.close()
-            gl = "<unset when mujoco was imported>" if _MUJOCO_LOADED_WITHOUT_GL else os.environ["MUJOCO_GL"]
-            raise RuntimeError(f"MuJoCo cannot render headless with MUJOCO_GL={gl} ({err}); {_RENDER_HELP}.") from err
+            raise RuntimeError(f"MuJoCo cannot render headless ({err}): {_render_help()}.") from err
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._scene = mujoco.MjvScene(model, maxgeom=10000)
         if fast_render:

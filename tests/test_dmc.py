@@ -245,4 +245,4 @@ def test_render_error_names_the_fix_when_mujoco_was_imported_without_mujoco_gl()
     )
     assert result.returncode != 0
     assert "RuntimeError: MuJoCo cannot render headless" in result.stderr
-    assert "set MUJOCO_GL=egl" in result.stderr and "imported before MUJOCO_GL was set" in result.stderr
+    assert "set MUJOCO_GL=egl" in result.stderr and "imported before MUJOCO_GL=egl was set" in result.stderr
