@@ -1,10 +1,12 @@
 """Planners and behaviour learners that act through the WorldModel interface.
 
 Public API: :class:`CEMPlanner`, :class:`MPPIPlanner` (``plan(state[B]) -> [B,H,A]``), the
-objectives (:class:`RewardObjective`, :class:`GoalDistanceObjective`, :class:`SumObjective`) and
-the agents (:class:`PlanningAgent`, :class:`PolicyAgent`) that own the belief while acting.
+objectives (:class:`RewardObjective`, :class:`GoalDistanceObjective`, :class:`SumObjective`), the
+imagination actor-critic (:class:`ImaginationActorCritic`) and the agents
+(:class:`PlanningAgent`, :class:`PolicyAgent`) that own the belief while acting.
 """
 
+from planners.actor_critic import ImaginationActorCritic
 from planners.agents import PlanningAgent, PolicyAgent
 from planners.cem import CEMPlanner
 from planners.mppi import MPPIPlanner
@@ -17,6 +19,7 @@ __all__ = [
     "RewardObjective",
     "GoalDistanceObjective",
     "SumObjective",
+    "ImaginationActorCritic",
     "PlanningAgent",
     "PolicyAgent",
 ]

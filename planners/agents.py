@@ -45,6 +45,9 @@ class _BeliefAgent:
         self.belief = None
         self.prev_action = None
 
+    def _start_episodes(self, entries: Tensor) -> None:
+        """Hook: entries (bool ``[B]``) start new episodes mid-run (is_first with an existing belief)."""
+
     def _choose(self, state: TensorDict) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -80,6 +83,8 @@ class _BeliefAgent:
                 is_first = torch.zeros(b, 1, dtype=torch.bool, device=device)
             if keys.IS_FIRST in obs.keys():
                 is_first = is_first | obs[keys.IS_FIRST].to(device).reshape(b, 1).bool()
+            if self.belief is not None and bool(is_first.any()):
+                self._start_episodes(is_first[:, 0])
             prev = torch.zeros(b, self.action_dim, device=device) if self.prev_action is None else self.prev_action
             prev = prev * (~is_first)  # zeros where is_first (alignment rule, keys.py)
             states = self.model.observe(
@@ -125,6 +130,9 @@ class PlanningAgent(_BeliefAgent):
     def reset(self, batch_size: int | None = None) -> None:
         super().reset(batch_size)
         self.planner.reset(batch_size)
+
+    def _start_episodes(self, entries: Tensor) -> None:
+        self.planner.reset(entries.shape[0], entries=entries)  # no stale warm start for new episodes
 
     def _choose(self, state: TensorDict) -> Tensor:
         return self.planner.plan(state)[:, 0]  # [B,A]

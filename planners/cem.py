@@ -41,9 +41,13 @@ class CEMPlanner:
         self.config = config if config is not None else CEMConfig()
         self._mean: Tensor | None = None
 
-    def reset(self, batch_size: int | None = None) -> None:
-        """Forget the warm-start mean (call at episode starts)."""
-        self._mean = None
+    def reset(self, batch_size: int | None = None, entries: Tensor | None = None) -> None:
+        """Forget the warm-start mean: entirely, or only for batch entries where ``entries`` (bool ``[B]``)
+        is True (their next plan starts from zeros, as at an episode start)."""
+        if entries is None or self._mean is None:
+            self._mean = None
+        else:
+            self._mean = self._mean * (~entries.to(self._mean.device, torch.bool))[:, None, None]  # [B,H,A]
 
     def _initial_mean(self, b: int, device: torch.device) -> Tensor:
         cfg = self.config

@@ -214,3 +214,18 @@ def test_owned_optimisers_are_checkpointed_in_state_dict():
     torch.testing.assert_close(m1["loss/actor"], m2["loss/actor"])
     for a, b in zip(ac.actor_parameters(), fresh.actor_parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_loss_targets_are_lambda_returns_of_rewards_and_slow_values():
+    model = ToyModel(action_dim=2)
+    ac = ImaginationActorCritic(model, _config(horizon=4), reward_fn=lambda m, s: torch.ones(*s.batch_size, 1))
+    with torch.no_grad():  # slow critic outputs v = 2 everywhere
+        last = ac.target_critic.net[-1]
+        last.weight.zero_()
+        last.bias.fill_(2.0)
+    _, metrics = ac.loss(_starts(3))
+    # R_3 = 1 + 0.99 * 2 (bootstrap v_4); R_t = 1 + 0.99 * (0.05 * 2 + 0.95 * R_{t+1})
+    returns = [1 + 0.99 * 2]
+    for _ in range(3):
+        returns.insert(0, 1 + 0.99 * (0.05 * 2 + 0.95 * returns[0]))
+    assert metrics["critic/target"].item() == pytest.approx(sum(returns) / 4, rel=1e-5)

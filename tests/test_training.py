@@ -132,3 +132,23 @@ def test_openloop_and_eval_video_logged_during_training(tmp_path):
     assert all(r["openloop/mse/imagined"] >= 0 for r in openloop)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "videos" / "eval_episode_00003.mp4").is_file()
+
+
+def test_tiny_dreamerv2_trains_end_to_end_and_resumes(tmp_path):
+    cfg = load_config(None, [
+        "method=dreamerv2", "env.domain=cartpole", "env.task=swingup", "env.episode_length=48",
+        "env.action_repeat=4", "model.deter_dim=16", "model.hidden_dim=16", "model.stoch_dim=4",
+        "model.classes=4", "model.cnn_depth=4", "model.mlp_layers=1", "model.mlp_units=16",
+        "actor_critic.horizon=3", "actor_critic.layers=1", "actor_critic.units=16",
+        "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
+        "train.seed_episodes=2", "train.total_episodes=3", "train.updates_per_episode=2",
+        "train.eval_every=3", "train.eval_episodes=1", "log.progress=false", "log.tensorboard=false",
+        "device=cpu",
+    ])  # fmt: skip
+    run_dir = train(cfg, run_dir=tmp_path / "run")
+    records = read_metrics(run_dir)
+    assert any("train/loss/kl" in r for r in records)
+    assert any(any(k.startswith("train/actor") for k in r) for r in records), "no actor-critic metrics logged"
+    assert any("eval/episode/return" in r for r in records)
+    state = checkpoint.load(checkpoint_path(run_dir))
+    assert state["behaviour"] is not None and state["counters"]["updates"] == updates_owed(cfg, 3)

@@ -188,6 +188,8 @@ class PLDMConfig:
     """residual blocks per encoder stage (IMPALA: 2)"""
     norm_groups: int = 4
     """GroupNorm groups in the encoder (must divide every stage's channels)"""
+    input_pool: int = 1
+    """average-pool the input image by this factor before the encoder (paper: 1; CPU configs: 2)"""
     latent_dim: int = 512
     """flat latent size Z (PLDM's predictor rnnV2 is 512-512)"""
     predictor_hidden: int = 512
@@ -225,6 +227,7 @@ class PLDMConfig:
         _check(all(c % min(self.norm_groups, c) == 0 for c in self.encoder_channels) and self.norm_groups >= 1,
                "model.norm_groups", self.norm_groups, "a positive divisor of every encoder channel count")  # fmt: skip
         _check(self.encoder_blocks >= 0, "model.encoder_blocks", self.encoder_blocks, ">= 0")
+        _check(self.input_pool >= 1, "model.input_pool", self.input_pool, ">= 1")
         _check(self.latent_dim >= 2, "model.latent_dim", self.latent_dim, ">= 2")
         for name in ("sim_coeff", "std_coeff", "cov_coeff", "std_coeff_t", "cov_coeff_t", "sim_coeff_t", "idm_coeff"):
             _check(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), ">= 0")
