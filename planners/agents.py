@@ -75,7 +75,8 @@ class _BeliefAgent:
         with torch.inference_mode():
             if self.belief is not None and self.belief.batch_size[0] != b:
                 raise ValueError(
-                    f"the agent's belief holds {self.belief.batch_size[0]} entries but obs has {b}; call reset({b}) first."
+                    f"the agent's belief holds {self.belief.batch_size[0]} entries but obs has {b}; "
+                    f"call reset({b}) first."
                 )
             if self.belief is None:
                 is_first = torch.ones(b, 1, dtype=torch.bool, device=device)

@@ -143,11 +143,13 @@ class GoalDistanceObjective:
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:
         """Set the goal from goal images via ``model.embed_goal``. Shapes: uint8 [B,C,H,W]."""
-        self.set_goal(self.model.embed_goal(pixels))
+        self.set_goal(self.model.embed_goal(pixels.to(self.model.device)))
 
     def _goal_for(self, rows: int) -> Tensor:
         if self.goal is None:
-            raise ValueError("GoalDistanceObjective has no goal; call set_goal(features) or set_goal_pixels(pixels) first.")
+            raise ValueError(
+                "GoalDistanceObjective has no goal; call set_goal(features) or set_goal_pixels(pixels) first."
+            )
         b = self.goal.shape[0]
         if rows % b != 0:
             raise ValueError(f"{rows} imagined rows cannot be split among {b} goals; rows must be a multiple of B.")

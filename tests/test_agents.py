@@ -11,6 +11,15 @@ from tests.toy_model import ToyModel
 from worldmodels import keys
 from worldmodels.config import CEMConfig, MPPIConfig
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription slow-downs on a loaded machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 IMAGE = (3, 8, 8)
 TARGET = torch.tensor([0.6, -0.4])
 SMALL_CEM = CEMConfig(horizon=3, iterations=6, candidates=200, top_k=20)
@@ -74,7 +83,8 @@ def obs(model, positions, is_first):
 def test_planning_agent_reaches_target_in_env_rollout(planner_cls):
     torch.manual_seed(0)
     model = toy_model()
-    config = SMALL_CEM if planner_cls is CEMPlanner else MPPIConfig(horizon=3, iterations=6, samples=200, temperature=0.05, noise_std=0.3)
+    mppi = MPPIConfig(horizon=3, iterations=6, samples=200, temperature=0.05, noise_std=0.3)
+    config = SMALL_CEM if planner_cls is CEMPlanner else mppi
     agent = PlanningAgent(model, planner_cls(model, RewardObjective(model), config), action_dim=2)
     agent.reset(2)
     env = PositionEnv(batch=2)
@@ -181,3 +191,20 @@ def test_new_episode_entries_do_not_inherit_warm_start():
     agent.act(step)
     torch.testing.assert_close(planner.seen[0], first_plan[0])  # kept (shifted inside plan)
     assert planner.seen[1].abs().max() == 0  # forgotten: a new episode starts from zeros
+
+
+def test_planning_agent_as_torchrl_collector_policy():
+    from torchrl.collectors import Collector
+
+    torch.manual_seed(0)
+    model = toy_model()
+    agent = PlanningAgent(model, CEMPlanner(model, RewardObjective(model), SMALL_CEM))
+    agent.reset(2)
+    collector = Collector(PositionEnv(batch=2), agent, frames_per_batch=6, total_frames=6)
+    try:
+        (batch,) = list(collector)
+    finally:
+        collector.shutdown()
+    assert batch.batch_size == (2, 3)
+    assert batch[keys.ACTION].abs().max() <= 1.0
+    assert batch[keys.IS_FIRST][:, 0].all() and not batch[keys.IS_FIRST][:, 1:].any()

@@ -11,6 +11,15 @@ from worldmodels import keys
 from worldmodels.base import CapabilityError
 from worldmodels.config import CEMConfig, MPPIConfig
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription slow-downs on a loaded machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 TARGET = torch.tensor([0.6, 0.6])
 STARTS = torch.tensor([[0.6, 0.6], [0.35, 0.3], [1.0, 0.9]])  # B = 3 start positions
 SCALE = 0.5
@@ -60,7 +69,9 @@ def test_planner_recovers_known_optimum_for_a_batch(planner_cls, config):
     assert (mine > -0.02).all() and mine.sum() > zeros.sum() + 1.0
 
 
-@pytest.mark.parametrize("planner_cls, config", [(CEMPlanner, CEM_SMALL), (MPPIPlanner, MPPI_SMALL)], ids=["cem", "mppi"])
+@pytest.mark.parametrize(
+    "planner_cls, config", [(CEMPlanner, CEM_SMALL), (MPPIPlanner, MPPI_SMALL)], ids=["cem", "mppi"]
+)
 def test_one_imagine_call_per_iteration_over_the_whole_population(planner_cls, config):
     model = make_model()
     planner = planner_cls(model, RewardObjective(model), config)
@@ -137,7 +148,8 @@ def test_goal_objective_values_by_hand():
     # candidate 1 sits at [1.0, 0.0] for the last 2 steps: mean_d sq. distance 0.25 each (PLDM sum)
     assert l2(model, imagined)[1].item() == pytest.approx(-(0.25 + 0.25))
     # all steps: [0.5,-0.5] (at the goal), then [1.0, 0.0] twice
-    assert GoalDistanceObjective(model, goal, metric="l2", steps="all")(model, imagined)[1].item() == pytest.approx(-0.5)
+    every_step = GoalDistanceObjective(model, goal, metric="l2", steps="all")
+    assert every_step(model, imagined)[1].item() == pytest.approx(-0.5)
     cos = GoalDistanceObjective(model, goal, metric="cosine", steps="all")
     # candidate 0 sits at the origin (cosine 0 by eps) twice, then exactly at the goal (cosine 1)
     assert cos(model, imagined)[0].item() == pytest.approx(1.0, abs=1e-5)
@@ -165,7 +177,8 @@ def test_goal_objective_from_pixels_and_planner_reaches_it():
     objective = GoalDistanceObjective(model, metric="l2", steps="final")
     objective.set_goal_pixels(model.render(goal_positions))
     state = TensorDict({keys.LATENT: torch.zeros(2, 2)}, batch_size=[2])
-    plan = MPPIPlanner(model, objective, MPPIConfig(horizon=2, iterations=8, samples=300, temperature=0.01, noise_std=0.3)).plan(state)
+    config = MPPIConfig(horizon=2, iterations=8, samples=300, temperature=0.01, noise_std=0.3)
+    plan = MPPIPlanner(model, objective, config).plan(state)
     reached = model.imagine(state, plan)[keys.LATENT][:, -1]
     torch.testing.assert_close(reached, goal_positions, atol=0.05, rtol=0)
 
@@ -225,3 +238,14 @@ def test_reset_entries_forgets_only_those_rows(planner_cls):
     warm = planner._initial_mean(3, torch.device("cpu"))
     torch.testing.assert_close(warm[[0, 2]], shift_plan(plan)[[0, 2]])
     assert warm[1].abs().max() == 0
+
+
+def test_reward_objective_chunks_give_the_same_values():
+    model = make_model()
+    torch.manual_seed(0)
+    state = TensorDict({keys.LATENT: torch.randn(7, 2)}, batch_size=[7])
+    imagined = model.imagine(state, torch.rand(7, 5, 2) * 2 - 1)
+    whole = RewardObjective(model, chunk_rows=10_000)
+    chunked = RewardObjective(model, chunk_rows=4)
+    torch.testing.assert_close(chunked.per_step(model, imagined), whole.per_step(model, imagined))
+    torch.testing.assert_close(RewardObjective(model, chunk_rows=3)(model, imagined), whole(model, imagined))
