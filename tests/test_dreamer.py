@@ -10,6 +10,7 @@ from worldmodels.base import CapabilityError, check_world_model
 from worldmodels.config import ActorCriticConfig, DreamerConfig
 from worldmodels.distributions import categorical_kl, kl_balanced
 from worldmodels.dreamer import DreamerV2
+from worldmodels.factory import make_model_optimizer
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +132,7 @@ def test_straight_through_gradient_reaches_the_encoder_from_the_image_loss():
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = DreamerV2(_tiny(learning_rate=3e-3), action_dim=2)
-    opt = model.make_optimizer()
+    opt = make_model_optimizer(model.config, model)
     batch = _batch(seed=3)
     colours = torch.rand(2, 4, 3, 1, 1, generator=torch.Generator().manual_seed(4))  # learnable, not noise
     batch[keys.PIXELS] = (colours * 255).to(torch.uint8).expand(-1, -1, -1, 64, 64).contiguous()
@@ -148,7 +149,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 def test_decoupled_weight_decay_matches_dreamerv2():
     model = DreamerV2(_tiny(learning_rate=1e-3, weight_decay=1e-2), action_dim=2)
-    opt = model.make_optimizer()
+    opt = make_model_optimizer(model.config, model)
     w = model.reward_head.net[0].weight
     before = w.detach().clone()
     for p in model.parameters():

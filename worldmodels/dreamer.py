@@ -64,7 +64,7 @@ class DreamerV2(WorldModel):
 
     Example:
         >>> model = DreamerV2(DreamerConfig(), action_dim=6)
-        >>> opt = model.make_optimizer()
+        >>> opt = make_model_optimizer(model.config, model)  # worldmodels.factory
         >>> out = model.loss(batch)                     # batch [B, T] of replay rows
         >>> opt.zero_grad(); out.loss.backward()
         >>> torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip); opt.step()
@@ -203,16 +203,6 @@ class DreamerV2(WorldModel):
         metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
         return LossOutput(total, metrics_td, post.detach())
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam (lr 3e-4, eps 1e-5) with DreamerV2's decoupled weight decay ``w <- (1 - wd) w``.
-
-        AdamW decays by ``lr * weight_decay`` per step, so ``weight_decay = wd / lr`` reproduces it.
-        Clip gradients to ``config.grad_clip`` (100) before ``step()``.
-        """
-        cfg = self.config
-        return torch.optim.AdamW(
-            self.parameters(), cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay / cfg.learning_rate
-        )
 
 
 def _categorical_entropy(logits: Tensor) -> Tensor:
