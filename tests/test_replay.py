@@ -224,9 +224,12 @@ def test_kill_9_mid_episode_keeps_every_committed_episode_exactly(tmp_path):
     time.sleep(float(torch.rand(())) * 0.1)  # about one episode cycle
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    # The pipe may hold reports the parent has not read yet (the child runs ahead under load).
+    committed += [int(line.split()[1]) for line in child.stdout.read().splitlines() if line.startswith("@")]
     replay = SequenceReplay(tmp_path, capacity=400, batch_size=4, sequence_length=5)
     ids = replay.episode_ids()
-    assert committed[-1] <= ids[-1] <= committed[-1] + 2 and ids == list(range(ids[0], ids[-1] + 1))
+    # Every reported episode is back; at most one more (committed, killed before it printed).
+    assert committed[-1] <= ids[-1] <= committed[-1] + 1 and ids == list(range(ids[0], ids[-1] + 1))
     assert replay.num_rows <= 400 and replay.num_pending_steps == 0
     for position, episode in enumerate(ids):
         assert_same_rows(replay.episode(position), expected_rows(episode, 20 + episode % 13, image_size=64))
