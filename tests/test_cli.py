@@ -133,3 +133,18 @@ def test_train_bad_key_is_one_sentence(capsys):
 def test_resume_of_missing_run_is_clear(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_pldm_trains_offline_and_evaluates_goal_reaching(tmp_path, capsys):
+    config = Path(__file__).parent.parent / "configs" / "pldm_two_rooms_cpu.yaml"
+    run = tmp_path / "pldm"
+    overrides = ["offline.n_trajectories=40", "offline.updates=6", "offline.log_every=3", "mppi.samples=16",
+                 "mppi.horizon=4", "mppi.iterations=1", "env.episode_length=5", "log.progress=false"]  # fmt: skip
+    assert main(["train", str(config), *overrides, "--run-dir", str(run)]) == 0
+    assert (run / "checkpoints" / "latest.pt").is_file() and (run / "data" / "dataset.json").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
+    assert main(["eval", str(run), "--goals", "point_mass"]) == 2
+    assert "this run is on 'two_rooms'" in capsys.readouterr().err

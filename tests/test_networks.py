@@ -40,10 +40,11 @@ def test_encoder_matches_plain_convs_and_paper_depth():
     assert torch.allclose(enc(x), ref.flatten(1), atol=1e-5)
 
 
-def test_decoder_first_layer_equals_transposed_conv():
+@pytest.mark.parametrize("frames", [5, 300])  # per-frame path and merged dense+first-layer path
+def test_decoder_first_layer_equals_transposed_conv(frames):
     torch.manual_seed(0)
     dec = ConvDecoder(12, (3, 64, 64), depth=4)
-    f = torch.randn(5, 12)
+    f = torch.randn(frames, 12)
     ref = torch.relu(dec.first(dec.dense(f)[:, :, None, None]))  # [5, 16, 5, 5] via ConvTranspose2d
     assert ref.shape[-2:] == (5, 5)
     ref = dec.last(dec.deconvs(ref))  # plain ConvTranspose2d for the last layer too

@@ -1,4 +1,4 @@
-"""``worldmodels train|eval|plan|imagine|collect`` -- thin calls into the library.
+"""``worldmodels train|eval|plan|imagine|goals|collect`` -- thin calls into the library.
 
 Every user error (bad config key, missing file, wrong image) is printed as one sentence
 (``error: ...``) with exit status 2, not as a traceback (set WORLDMODELS_DEBUG=1 for the traceback).
@@ -7,6 +7,7 @@ Every user error (bad config key, missing file, wrong image) is printed as one s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -46,6 +47,16 @@ def _eval(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     cfg, env, model, behaviour = load_trained(args.run_dir, device=args.device)
+    if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
+        from worldmodels.two_rooms_eval import evaluate_goal_reaching
+
+        env.close()
+        if args.planner:
+            cfg = dataclasses.replace(cfg, planner=args.planner)
+        result = evaluate_goal_reaching(cfg, model, episodes=args.episodes, progress=True)
+        (Path(args.run_dir) / "eval.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
     torch.manual_seed(args.seed)
     agent = make_agent(cfg, model, behaviour, explore=False)
     result = evaluate(env, agent, args.episodes, video_path=args.video, progress=True)
@@ -163,12 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from worldmodels.base import CapabilityError
     from worldmodels.config import ConfigError
     from worldmodels.training import TrainingDiverged
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (ConfigError, CapabilityError, FileNotFoundError, FileExistsError, ValueError) as err:
         if os.environ.get("WORLDMODELS_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

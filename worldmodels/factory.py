@@ -31,6 +31,10 @@ def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int
         from worldmodels.dreamer import DreamerV2
 
         return DreamerV2(cfg.model, action_dim=action_dim, image_shape=image_shape)
+    if cfg.method == "pldm":
+        from worldmodels.pldm import PLDM
+
+        return PLDM(cfg.model, action_dim=action_dim, image_shape=image_shape)
     raise ConfigError(f"Unknown method {cfg.method!r}.")
 
 

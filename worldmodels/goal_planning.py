@@ -160,6 +160,9 @@ def check_goal_set(cfg, task_set: str, goal_index: int = 0) -> None:
 
     if task_set not in goal_set_names():
         raise ValueError(f"Unknown goal task set {task_set!r}; allowed: {', '.join(goal_set_names())}.")
+    if cfg.env.suite != "dmc":
+        raise ValueError(f"Goal task sets are DeepMind Control tasks but this run is on {cfg.env.suite!r}; "
+                         "evaluate it with `worldmodels eval RUN_DIR --episodes N`.")  # fmt: skip
     domain, _ = goal_domain_task(task_set)
     if domain != cfg.env.domain:
         raise ValueError(f"Goal set {task_set!r} is on the {domain} domain but this run was trained on {cfg.env.domain}.")

@@ -32,11 +32,16 @@ IMAGE_SIZE = 64
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
-def activation_module(name: str) -> nn.Module:
-    """``"relu" | "elu" | "silu"`` -> a fresh activation module (ValueError otherwise)."""
+def activation_module(name: str, inplace: bool = False) -> nn.Module:
+    """``"relu" | "elu" | "silu"`` -> a fresh activation module (ValueError otherwise).
+
+    ``inplace`` (ReLU and ELU only; their backward reads the output) overwrites the input: used after
+    convolutions, whose backward does not need their output, to avoid allocating (and page-faulting)
+    another activation-sized tensor per layer.
+    """
     if name not in _ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; allowed: {', '.join(_ACTIVATIONS)}.")
-    return _ACTIVATIONS[name]()
+    return _ACTIVATIONS[name](inplace=inplace and name in ("relu", "elu"))
 
 
 def _check_image_shape(image_shape: tuple[int, int, int], who: str) -> None:
@@ -71,7 +76,7 @@ class ConvEncoder(nn.Module):
         channels = [image_shape[0], depth, 2 * depth, 4 * depth, 8 * depth]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2), activation_module(activation)]
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2), activation_module(activation, inplace=True)]
         self.convs = nn.Sequential(*layers)
         self.output_dim = 8 * depth * 2 * 2  # [8*depth, 2, 2] flattened
         self.to(memory_format=torch.channels_last)
@@ -110,12 +115,12 @@ class ConvDecoder(nn.Module):
         self.dense = nn.Linear(feature_dim, 32 * depth)  # no activation (conv_ha)
         # First transposed conv (k=5, 1x1 -> 5x5) as a matmul over its own parameters.
         self.first = nn.ConvTranspose2d(32 * depth, 4 * depth, kernel_size=5, stride=2)
-        self.act = activation_module(activation)
+        self.act = activation_module(activation, inplace=True)
         self.deconvs = nn.Sequential(
             nn.ConvTranspose2d(4 * depth, 2 * depth, kernel_size=5, stride=2),
-            activation_module(activation),
+            activation_module(activation, inplace=True),
             nn.ConvTranspose2d(2 * depth, depth, kernel_size=6, stride=2),
-            activation_module(activation),
+            activation_module(activation, inplace=True),
         )
         # Last transposed conv (k=6, few output channels) runs as its sub-pixel form, see subpixel_deconv.
         self.last = nn.ConvTranspose2d(depth, image_shape[0], kernel_size=6, stride=2)
@@ -125,13 +130,21 @@ class ConvDecoder(nn.Module):
         if features.shape[-1] != self.feature_dim:
             raise ValueError(f"ConvDecoder expects features [..., {self.feature_dim}], got {list(features.shape)}.")
         batch = features.shape[:-1]
-        h = self.dense(features.reshape(-1, self.feature_dim))  # [N, 32d]
+        f = features.reshape(-1, self.feature_dim)  # [N, F]
         w = self.first.weight  # [32d, 4d, 5, 5]
-        c_out = w.shape[1]
-        # 1x1 input: out[n, o, i, j] = sum_c h[n, c] * w[c, o, i, j] + b[o]; built channels_last.
-        x = h @ w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # [N, 5*5*4d] in (i, j, o) order
-        x = x.view(-1, 5, 5, c_out) + self.first.bias  # [N, 5, 5, 4d]
-        x = self.act(x).permute(0, 3, 1, 2)  # [N, 4d, 5, 5] channels_last view
+        d_hidden, c_out = w.shape[:2]
+        # 1x1 input: out[n, o, i, j] = sum_c h[n, c] * w[c, o, i, j] + b[o], in (i, j, o) order (channels_last).
+        w_first = w.permute(0, 2, 3, 1).reshape(d_hidden, -1)  # [32d, 25*4d]
+        b_first = self.first.bias.repeat(25)  # [25*4d]
+        n, p = f.shape[0], w_first.shape[1]
+        # dense and first layer are both linear (no activation between them in conv_ha): for large N it is
+        # cheaper to multiply the two weights once than to go through the 32d-wide hidden layer per frame.
+        if n * (self.feature_dim * d_hidden + d_hidden * p - self.feature_dim * p) > self.feature_dim * d_hidden * p:
+            combined = self.dense.weight.t() @ w_first  # [F, 25*4d]
+            x = torch.addmm(torch.addmv(b_first, w_first.t(), self.dense.bias), f, combined)
+        else:
+            x = torch.addmm(b_first, self.dense(f), w_first)  # [N, 25*4d]
+        x = self.act(x.view(-1, 5, 5, c_out)).permute(0, 3, 1, 2)  # [N, 4d, 5, 5] channels_last view
         x = self.deconvs(x)  # [N, d, 30, 30]
         x = subpixel_deconv(x, self.last.weight, self.last.bias)  # [N, C, 64, 64]
         return x.reshape(*batch, *self.image_shape)

@@ -17,6 +17,7 @@ with uniform dequantisation noise (PlaNet ``tools/preprocess.py``, as in Glow, K
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
@@ -39,12 +40,15 @@ def preprocess(pixels: Tensor, bits: int, noise: bool = True) -> Tensor:
         ``[..., C, H, W]`` uint8 -> same shape float32 (``channels_last`` when 4-D).
     """
     bins = 2**bits
-    x = (pixels >> (8 - bits)).to(torch.float32)  # integer bin index 0..bins-1
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    index = pixels >> (8 - bits)  # uint8 bin index 0..bins-1
+    fmt = torch.channels_last if pixels.dim() == 4 else torch.contiguous_format
+    x = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device, memory_format=fmt)
+    # (index + u) / bins - 0.5 == (index + (u - bins/2)) / bins: 3 in-place passes, one allocation
     if noise:
-        return x.add_(torch.rand_like(x)).mul_(1.0 / bins).sub_(0.5)
-    return x.add_(0.5).mul_(1.0 / bins).sub_(0.5)
+        x.uniform_(-0.5 * bins, 1.0 - 0.5 * bins).add_(index)
+    else:
+        x.copy_(index).add_(0.5 - 0.5 * bins)
+    return x.mul_(1.0 / bins)
 
 
 def postprocess(images: Tensor) -> Tensor:
@@ -154,7 +158,7 @@ class PlaNet(WorldModel):
         feats = self.features(post)  # [B,T,F]
 
         recon = self.decoder(feats.reshape(b * t, -1))  # [B*T,C,H,W]
-        image_loss = 0.5 * (recon - frames).pow(2).sum() / (b * t)
+        image_loss = 0.5 * F.mse_loss(recon, frames, reduction="sum") / (b * t)  # fused, no temporaries
         reward_loss = 0.5 * (self.reward_head(feats) - reward).pow(2).mean()
         kl = gaussian_kl(post[keys.MEAN], post[keys.STD], prior[keys.MEAN], prior[keys.STD])  # [B,T]
         kl_loss = cfg.kl_scale * kl_free_nats(kl, cfg.free_nats)

@@ -90,17 +90,26 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
-def save_run(run: Run) -> None:
-    """Atomically checkpoint model, optimisers, behaviour, counters and RNG states."""
+def save_state(run_dir: Path, cfg: RunConfig, model, optimizer, behaviour, counters: dict) -> None:
+    """Atomically checkpoint model, optimiser, behaviour learner, counters and RNG states.
+
+    The payload is what :func:`load_trained` (eval / plan / imagine) reads, for online and offline runs.
+    """
     payload = {
-        "config": to_dict(run.cfg),
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "behaviour": run.behaviour.state_dict() if run.behaviour is not None else None,
-        "counters": dict(run.counters, episodes=run.replay.episodes_added),
+        "config": to_dict(cfg),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "behaviour": behaviour.state_dict() if behaviour is not None else None,
+        "counters": dict(counters),
         "rng": checkpoint.rng_state(),
     }
-    checkpoint.save_atomic(payload, checkpoint_path(run.run_dir))
+    checkpoint.save_atomic(payload, checkpoint_path(run_dir))
+
+
+def save_run(run: Run) -> None:
+    """Checkpoint an online run (see :func:`save_state`)."""
+    counters = dict(run.counters, episodes=run.replay.episodes_added)
+    save_state(run.run_dir, run.cfg, run.model, run.optimizer, run.behaviour, counters)
 
 
 def restore_run(run: Run) -> None:
@@ -172,24 +181,30 @@ def _check_finite(value: torch.Tensor, what: str, update: int) -> None:
         )
 
 
-def update(run: Run) -> dict:
-    """One gradient step of the world model (and of the behaviour learner, if any).
+def gradient_step(model, optimizer, grad_clip: float, batch: TensorDict, index: int):
+    """One world-model gradient step on a ``[B, T]`` batch; returns ``(metrics, LossOutput)``.
 
     Non-finite loss or gradient norm raises :class:`TrainingDiverged` *before* the optimiser
     step, so the parameters stay at their last good values.
     """
-    batch = run.replay.sample()
-    run.model.train()
-    out = run.model.loss(batch)
-    _check_finite(out.loss.detach(), "world-model loss", run.counters["updates"])
-    run.optimizer.zero_grad(set_to_none=True)
+    model.train()
+    out = model.loss(batch)
+    _check_finite(out.loss.detach(), "world-model loss", index)
+    optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.model.grad_clip)
-    _check_finite(grad_norm, "world-model gradient norm", run.counters["updates"])
-    run.optimizer.step()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    _check_finite(grad_norm, "world-model gradient norm", index)
+    optimizer.step()
     metrics = {f"train/{k}": v for k, v in out.metrics.items()}
     metrics["train/loss/total"] = out.loss.detach()
     metrics["train/grad_norm/model"] = grad_norm
+    return metrics, out
+
+
+def update(run: Run) -> dict:
+    """One update of the world model on a replay batch, then of the behaviour learner (if any)."""
+    batch = run.replay.sample()
+    metrics, out = gradient_step(run.model, run.optimizer, run.cfg.model.grad_clip, batch, run.counters["updates"])
     if run.behaviour is not None:
         behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
         metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
@@ -244,8 +259,16 @@ def prepare(cfg: RunConfig | None, run_dir: str | Path | None, resume: bool) -> 
 
 
 def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> Path:
-    """Train ``cfg`` (or resume the run in ``run_dir``); returns the run directory."""
+    """Train ``cfg`` (or resume the run in ``run_dir``); returns the run directory.
+
+    Methods that learn from a fixed offline dataset (``pldm``) go to
+    :func:`worldmodels.offline_training.train_offline`; the others collect their own data here.
+    """
     cfg, run_dir = prepare(cfg, run_dir, resume)
+    if cfg.method == "pldm":
+        from worldmodels.offline_training import train_offline
+
+        return train_offline(cfg, run_dir, resume=resume)
     checkpoint.seed_everything(cfg.seed)
     run = build_run(cfg, run_dir)
     if resume and checkpoint_path(run_dir).exists():
