@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from planners.population import check_state, expand_states, score_population, shift_plan
+from planners.population import WarmStart, check_state, expand_states, score_population
 from worldmodels.base import WorldModel
 from worldmodels.config import CEMConfig
 
@@ -39,22 +39,12 @@ class CEMPlanner:
         self.model = model
         self.objective = objective
         self.config = config if config is not None else CEMConfig()
-        self._mean: Tensor | None = None
+        self._warm = WarmStart()
 
     def reset(self, batch_size: int | None = None, entries: Tensor | None = None) -> None:
         """Forget the warm-start mean: entirely, or only for batch entries where ``entries`` (bool ``[B]``)
         is True (their next plan starts from zeros, as at an episode start)."""
-        if entries is None or self._mean is None:
-            self._mean = None
-        else:
-            self._mean = self._mean * (~entries.to(self._mean.device, torch.bool))[:, None, None]  # [B,H,A]
-
-    def _initial_mean(self, b: int, device: torch.device) -> Tensor:
-        cfg = self.config
-        a = self.model.action_dim
-        if cfg.warm_start and self._mean is not None and self._mean.shape == (b, cfg.horizon, a):
-            return shift_plan(self._mean.to(device))
-        return torch.zeros(b, cfg.horizon, a, device=device)  # [B,H,A]
+        self._warm.reset(entries)
 
     def plan(self, state: TensorDict) -> Tensor:
         """Plan from ``state [B]``; returns the refit mean action sequence ``[B, H, A]`` in [-1, 1].
@@ -72,7 +62,7 @@ class CEMPlanner:
         state = state.to(device)
         a = self.model.action_dim
         start = expand_states(state, cfg.candidates)  # [B*J]
-        mean = self._initial_mean(b, device)  # [B,H,A]
+        mean = self._warm.initial_mean(self.config.warm_start, (b, self.config.horizon, self.model.action_dim), device)  # [B,H,A]
         std = torch.ones_like(mean)  # [B,H,A]
         for _ in range(cfg.iterations):
             noise = torch.randn(b, cfg.candidates, cfg.horizon, a, device=device)  # [B,J,H,A]
@@ -86,5 +76,5 @@ class CEMPlanner:
             std = (elites.var(1, unbiased=False) + 1e-6).sqrt()  # [B,H,A]
             if cfg.min_std > 0:
                 std = std.clamp_min(cfg.min_std)
-        self._mean = mean
+        self._warm.plan = mean
         return mean

@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from planners.population import check_state, expand_states, score_population, shift_plan
+from planners.population import WarmStart, check_state, expand_states, score_population
 from worldmodels.base import WorldModel
 from worldmodels.config import MPPIConfig
 
@@ -39,22 +39,12 @@ class MPPIPlanner:
         self.model = model
         self.objective = objective
         self.config = config if config is not None else MPPIConfig()
-        self._mean: Tensor | None = None
+        self._warm = WarmStart()
 
     def reset(self, batch_size: int | None = None, entries: Tensor | None = None) -> None:
         """Forget the previous plan: entirely, or only for batch entries where ``entries`` (bool ``[B]``)
         is True (their next plan starts from zeros, as at an episode start)."""
-        if entries is None or self._mean is None:
-            self._mean = None
-        else:
-            self._mean = self._mean * (~entries.to(self._mean.device, torch.bool))[:, None, None]  # [B,H,A]
-
-    def _initial_mean(self, b: int, device: torch.device) -> Tensor:
-        cfg = self.config
-        a = self.model.action_dim
-        if cfg.warm_start and self._mean is not None and self._mean.shape == (b, cfg.horizon, a):
-            return shift_plan(self._mean.to(device))
-        return torch.zeros(b, cfg.horizon, a, device=device)  # [B,H,A]
+        self._warm.reset(entries)
 
     def plan(self, state: TensorDict) -> Tensor:
         """Plan from ``state [B]``; returns the weighted mean sequence ``[B, H, A]`` in [-1, 1].
@@ -70,12 +60,12 @@ class MPPIPlanner:
         device = self.model.device
         a = self.model.action_dim
         start = expand_states(state.to(device), cfg.samples)  # [B*S]
-        mean = self._initial_mean(b, device)  # [B,H,A]
+        mean = self._warm.initial_mean(self.config.warm_start, (b, self.config.horizon, self.model.action_dim), device)  # [B,H,A]
         for _ in range(cfg.iterations):
             noise = torch.randn(b, cfg.samples, cfg.horizon, a, device=device) * cfg.noise_std  # [B,S,H,A]
             candidates = (mean[:, None] + noise).clamp_(-1.0, 1.0)  # [B,S,H,A]
             scores = score_population(self.model, self.objective, start, candidates)  # [B,S]
             weights = torch.softmax(scores / cfg.temperature, dim=1)  # [B,S]; softmax subtracts the max
             mean = torch.einsum("bs,bsha->bha", weights, candidates)  # [B,H,A]
-        self._mean = mean
+        self._warm.plan = mean
         return mean

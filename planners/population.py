@@ -51,6 +51,30 @@ def shift_plan(plan: Tensor) -> Tensor:
     return torch.cat([plan[:, 1:], torch.zeros_like(plan[:, :1])], dim=1)
 
 
+class WarmStart:
+    """The previous plan of a planner, kept to warm-start the next one (shifted by one step).
+
+    Shapes: the stored plan is ``[B, H, A]``.
+    """
+
+    def __init__(self) -> None:
+        self.plan: Tensor | None = None
+
+    def reset(self, entries: Tensor | None = None) -> None:
+        """Forget the plan entirely, or only for batch entries where ``entries`` (bool ``[B]``) is True
+        (their next plan starts from zeros, as at an episode start)."""
+        if entries is None or self.plan is None:
+            self.plan = None
+        else:
+            self.plan = self.plan * (~entries.to(self.plan.device, torch.bool))[:, None, None]  # [B,H,A]
+
+    def initial_mean(self, enabled: bool, shape: tuple[int, int, int], device: torch.device) -> Tensor:
+        """The shifted previous plan when ``enabled`` and its shape ``(B, H, A)`` still fits, else zeros."""
+        if enabled and self.plan is not None and tuple(self.plan.shape) == tuple(shape):
+            return shift_plan(self.plan.to(device))
+        return torch.zeros(shape, device=device)  # [B,H,A]
+
+
 def check_state(state: TensorDict, name: str = "state") -> int:
     """Return the batch size B of a planner's start state, or raise one clear ValueError."""
     if not isinstance(state, TensorDict) or state.batch_dims != 1:

@@ -7,9 +7,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import pytest
 import torch
 
-# Respect an explicit OMP_NUM_THREADS (1 is much faster for tiny tensors on a busy machine).
+# Tests use tiny tensors: one intra-op thread is faster, and two threads contend badly (20-30x
+# slower) when the 2-core machine is shared. An explicit OMP_NUM_THREADS wins.
 if "OMP_NUM_THREADS" not in os.environ:
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

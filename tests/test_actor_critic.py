@@ -14,14 +14,6 @@ from worldmodels import keys
 from worldmodels.config import ActorCriticConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one intra-op thread (two threads contend badly on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _config(**overrides):
     base = dict(

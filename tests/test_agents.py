@@ -12,14 +12,6 @@ from worldmodels import keys
 from worldmodels.config import CEMConfig, MPPIConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscription slow-downs on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 IMAGE = (3, 8, 8)
 TARGET = torch.tensor([0.6, -0.4])
 SMALL_CEM = CEMConfig(horizon=3, iterations=6, candidates=200, top_k=20)
@@ -178,14 +170,14 @@ def test_new_episode_entries_do_not_inherit_warm_start():
 
     class Recording(MPPIPlanner):
         def plan(self, state):
-            self.seen = None if self._mean is None else self._mean.clone()
+            self.seen = None if self._warm.plan is None else self._warm.plan.clone()
             return super().plan(state)
 
     planner = Recording(model, RewardObjective(model), MPPIConfig(horizon=3, iterations=2, samples=32))
     agent = PlanningAgent(model, planner)
     agent.reset(2)
     agent.act(obs(model, torch.zeros(2, 2), True))
-    first_plan = planner._mean.clone()
+    first_plan = planner._warm.plan.clone()
     step = obs(model, torch.zeros(2, 2), False)
     step[keys.IS_FIRST][1] = True
     agent.act(step)

@@ -13,14 +13,6 @@ from worldmodels.dreamer import DreamerV2
 from worldmodels.factory import make_model_optimizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one intra-op thread (two threads contend badly on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _tiny(**overrides):
     base = dict(deter_dim=32, hidden_dim=32, stoch_dim=4, classes=4, cnn_depth=4, mlp_layers=1, mlp_units=32)

@@ -12,14 +12,6 @@ from worldmodels.base import CapabilityError
 from worldmodels.config import CEMConfig, MPPIConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscription slow-downs on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 TARGET = torch.tensor([0.6, 0.6])
 STARTS = torch.tensor([[0.6, 0.6], [0.35, 0.3], [1.0, 0.9]])  # B = 3 start positions
 SCALE = 0.5
@@ -208,17 +200,23 @@ def test_warm_start_shifts_previous_plan(planner_cls):
         planner.config = type(base)(**{**config.__dict__, "noise_std": 1e-3, "iterations": 1})
         second = planner.plan(start_state())
         torch.testing.assert_close(second, shift_plan(first), atol=2e-3, rtol=0)
-    torch.testing.assert_close(planner._initial_mean(3, torch.device("cpu")), shift_plan(planner._mean))
+    torch.testing.assert_close(initial_mean(planner), shift_plan(planner._warm.plan))
     planner.reset()
-    assert planner._initial_mean(3, torch.device("cpu")).abs().max() == 0
+    assert initial_mean(planner).abs().max() == 0
     assert shift_plan(first)[:, -1].abs().max() == 0 and torch.equal(shift_plan(first)[:, 0], first[:, 1])
+
+
+def initial_mean(planner, batch_size=3):
+    """The mean the planner's next plan would start from (the shifted previous plan or zeros)."""
+    shape = (batch_size, planner.config.horizon, planner.model.action_dim)
+    return planner._warm.initial_mean(planner.config.warm_start, shape, torch.device("cpu"))
 
 
 def test_cem_without_warm_start_restarts_from_zero_mean():
     model = make_model()
     planner = CEMPlanner(model, RewardObjective(model), CEM_SMALL)
     planner.plan(start_state())
-    assert planner._initial_mean(3, torch.device("cpu")).abs().max() == 0
+    assert initial_mean(planner).abs().max() == 0
 
 
 def test_expand_states_is_row_major():
@@ -235,7 +233,7 @@ def test_reset_entries_forgets_only_those_rows(planner_cls):
     planner = planner_cls(model, RewardObjective(model), type(base)(**{**base.__dict__, "warm_start": True}))
     plan = planner.plan(start_state())
     planner.reset(3, entries=torch.tensor([False, True, False]))
-    warm = planner._initial_mean(3, torch.device("cpu"))
+    warm = initial_mean(planner)
     torch.testing.assert_close(warm[[0, 2]], shift_plan(plan)[[0, 2]])
     assert warm[1].abs().max() == 0
 

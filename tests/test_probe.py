@@ -12,15 +12,6 @@ from worldmodels.probe import ProbeDecoder, evaluation_mode, probe_loss, train_p
 from worldmodels.viz import PROBE_LABEL, imagine_report, openloop
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads are ~20x slower on an oversubscribed CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class NormedToy(ToyModel):
     """Decoder-free toy whose features pass through BatchNorm (running stats move in train mode)."""
 

@@ -29,15 +29,6 @@ from worldmodels.viz import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (two threads are ~20x slower on an oversubscribed CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def render(position: torch.Tensor, size: int = 8) -> torch.Tensor:
     """Integer position [..., 2] -> uint8 image [..., 3, size, size]: channels 0, 1 hold p, channel 2 holds 0."""
     p = position.round().clamp(0, 255).to(torch.uint8)
