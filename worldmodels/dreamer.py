@@ -29,11 +29,12 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from worldmodels import keys
-from worldmodels.base import CapabilityError, LossOutput, Policy, WorldModel, check_shapes
+from worldmodels.base import CapabilityError, LossOutput, check_shapes
 from worldmodels.config import DreamerConfig
 from worldmodels.distributions import KLOutput, kl_balanced
 from worldmodels.networks import MLP, ConvDecoder, ConvEncoder
 from worldmodels.rssm import RSSM, Categorical, Gaussian
+from worldmodels.rssm_model import RSSMWorldModel
 
 
 def preprocess(pixels: Tensor) -> Tensor:
@@ -50,7 +51,7 @@ def postprocess(images: Tensor) -> Tensor:
     return (images + 0.5).clamp(0.0, 1.0)
 
 
-class DreamerV2(WorldModel):
+class DreamerV2(RSSMWorldModel):
     """DreamerV2 world model implementing :class:`worldmodels.base.WorldModel`.
 
     Args:
@@ -98,46 +99,8 @@ class DreamerV2(WorldModel):
 
     # ------------------------------------------------------------------ interface
 
-    def initial_state(self, batch_size: int) -> TensorDict:
-        return self.rssm.initial_state(batch_size)
-
-    def features(self, state: TensorDict) -> Tensor:
-        return self.rssm.features(state)
-
-    def _check_sequence(self, pixels: Tensor, prev_action: Tensor, is_first: Tensor) -> None:
-        check_shapes(keys.PIXELS, pixels, [None, None, *self.image_shape], torch.uint8)
-        b, t = pixels.shape[:2]
-        check_shapes(keys.PREV_ACTION, prev_action, [b, t, self.action_dim])
-        check_shapes(keys.IS_FIRST, is_first, [b, t, 1], torch.bool)
-
-    def _embed(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """uint8 ``[B,T,C,H,W]`` -> (preprocessed frames ``[B*T,C,H,W]``, embeddings ``[B,T,E]``)."""
-        b, t = pixels.shape[:2]
-        frames = preprocess(pixels.reshape(b * t, *self.image_shape))
-        return frames, self.encoder(frames).reshape(b, t, -1)
-
-    def observe(
-        self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
-    ) -> TensorDict:
-        """Posterior states ``[B, T]`` (sampled, as DreamerV2's policy with ``eval_state_mean: False``)."""
-        self._check_sequence(pixels, prev_action, is_first)
-        _, embed = self._embed(pixels)
-        return self.rssm.observe(embed, prev_action, is_first, state)
-
-    def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
-        return self.rssm.imagine(state, actions, horizon)
-
-    def embed_goal(self, pixels: Tensor) -> Tensor:
-        """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
-        check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
-        b = pixels.shape[0]
-        zeros = torch.zeros(b, 1, self.action_dim, device=pixels.device)
-        first = torch.ones(b, 1, 1, dtype=torch.bool, device=pixels.device)
-        return self.features(self.observe(pixels[:, None], zeros, first))[:, 0]
-
-    def reward(self, state: TensorDict) -> Tensor:
-        """Mean of the reward head ``[..., 1]`` (DreamerV2 ``heads['reward'](feat).mode()``)."""
-        return self.reward_head(self.features(state))
+    def _preprocess(self, frames: Tensor, noise: bool) -> Tensor:
+        return preprocess(frames)
 
     def continuation(self, state: TensorDict) -> Tensor:
         """Probability of *not* terminating, ``[..., 1]`` in [0, 1] (DreamerV2 discount head mean / gamma).

@@ -22,11 +22,12 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from worldmodels import keys
-from worldmodels.base import LossOutput, Policy, WorldModel, check_shapes
+from worldmodels.base import LossOutput, check_shapes
 from worldmodels.config import PlaNetConfig
 from worldmodels.distributions import gaussian_kl, gaussian_params, kl_free_nats
 from worldmodels.networks import MLP, ConvDecoder, ConvEncoder
 from worldmodels.rssm import RSSM, Gaussian
+from worldmodels.rssm_model import RSSMWorldModel
 
 
 def preprocess(pixels: Tensor, bits: int, noise: bool = True) -> Tensor:
@@ -56,7 +57,7 @@ def postprocess(images: Tensor) -> Tensor:
     return (images + 0.5).clamp(0.0, 1.0)
 
 
-class PlaNet(WorldModel):
+class PlaNet(RSSMWorldModel):
     """PlaNet world model implementing :class:`worldmodels.base.WorldModel`.
 
     Args:
@@ -95,44 +96,8 @@ class PlaNet(WorldModel):
 
     # ------------------------------------------------------------------ interface
 
-    def initial_state(self, batch_size: int) -> TensorDict:
-        return self.rssm.initial_state(batch_size)
-
-    def features(self, state: TensorDict) -> Tensor:
-        return self.rssm.features(state)
-
-    def _check_sequence(self, pixels: Tensor, prev_action: Tensor, is_first: Tensor) -> None:
-        check_shapes(keys.PIXELS, pixels, [None, None, *self.image_shape], torch.uint8)
-        b, t = pixels.shape[:2]
-        check_shapes(keys.PREV_ACTION, prev_action, [b, t, self.action_dim])
-        check_shapes(keys.IS_FIRST, is_first, [b, t, 1], torch.bool)
-
-    def _embed(self, pixels: Tensor, noise: bool) -> tuple[Tensor, Tensor]:
-        """uint8 ``[B,T,C,H,W]`` -> (preprocessed frames ``[B*T,C,H,W]``, embeddings ``[B,T,E]``)."""
-        b, t = pixels.shape[:2]
-        frames = preprocess(pixels.reshape(b * t, *self.image_shape), self.config.image_bits, noise)
-        return frames, self.encoder(frames).reshape(b, t, -1)
-
-    def observe(
-        self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
-    ) -> TensorDict:
-        self._check_sequence(pixels, prev_action, is_first)
-        _, embed = self._embed(pixels, noise=False)
-        return self.rssm.observe(embed, prev_action, is_first, state)
-
-    def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
-        return self.rssm.imagine(state, actions, horizon)
-
-    def embed_goal(self, pixels: Tensor) -> Tensor:
-        """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
-        check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
-        b = pixels.shape[0]
-        zeros = torch.zeros(b, 1, self.action_dim, device=pixels.device)
-        first = torch.ones(b, 1, 1, dtype=torch.bool, device=pixels.device)
-        return self.features(self.observe(pixels[:, None], zeros, first))[:, 0]
-
-    def reward(self, state: TensorDict) -> Tensor:
-        return self.reward_head(self.features(state))
+    def _preprocess(self, frames: Tensor, noise: bool) -> Tensor:
+        return preprocess(frames, self.config.image_bits, noise)
 
     def decode(self, state: TensorDict) -> Tensor:
         return postprocess(self.decoder(self.features(state)))

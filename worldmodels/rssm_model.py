@@ -1,0 +1,66 @@
+"""Interface plumbing shared by the world models built on the RSSM (PlaNet, DreamerV2, LEXA).
+
+The state is the RSSM's (``deter`` + ``stoch``); ``observe`` encodes every frame once and filters
+with the posterior; ``imagine`` rolls the prior; ``embed_goal`` is the posterior of the goal image
+from the initial state (LEXA's goal embedding). Subclasses build ``self.rssm``, ``self.encoder``
+and ``self.reward_head``, and implement ``_preprocess`` (uint8 frames -> network input), ``decode``
+and ``loss``.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor
+
+from worldmodels import keys
+from worldmodels.base import Policy, WorldModel, check_shapes
+
+
+class RSSMWorldModel(WorldModel):
+    """A :class:`WorldModel` whose state, observation filter and imagination are an RSSM's."""
+
+    def _preprocess(self, frames: Tensor, noise: bool) -> Tensor:  # pragma: no cover - abstract
+        """uint8 ``[N,C,H,W]`` -> float network input ``[N,C,H,W]`` (``noise``: training-time dequantisation)."""
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int) -> TensorDict:
+        return self.rssm.initial_state(batch_size)
+
+    def features(self, state: TensorDict) -> Tensor:
+        return self.rssm.features(state)
+
+    def _check_sequence(self, pixels: Tensor, prev_action: Tensor, is_first: Tensor) -> None:
+        check_shapes(keys.PIXELS, pixels, [None, None, *self.image_shape], torch.uint8)
+        b, t = pixels.shape[:2]
+        check_shapes(keys.PREV_ACTION, prev_action, [b, t, self.action_dim])
+        check_shapes(keys.IS_FIRST, is_first, [b, t, 1], torch.bool)
+
+    def _embed(self, pixels: Tensor, noise: bool = False) -> tuple[Tensor, Tensor]:
+        """uint8 ``[B,T,C,H,W]`` -> (preprocessed frames ``[B*T,C,H,W]``, embeddings ``[B,T,E]``)."""
+        b, t = pixels.shape[:2]
+        frames = self._preprocess(pixels.reshape(b * t, *self.image_shape), noise)
+        return frames, self.encoder(frames).reshape(b, t, -1)
+
+    def observe(
+        self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
+    ) -> TensorDict:
+        """Posterior states ``[B, T]`` (sampled stochastic parts); see :class:`WorldModel`."""
+        self._check_sequence(pixels, prev_action, is_first)
+        _, embed = self._embed(pixels)
+        return self.rssm.observe(embed, prev_action, is_first, state)
+
+    def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
+        return self.rssm.imagine(state, actions, horizon)
+
+    def embed_goal(self, pixels: Tensor) -> Tensor:
+        """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
+        check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
+        b = pixels.shape[0]
+        zeros = torch.zeros(b, 1, self.action_dim, device=pixels.device)
+        first = torch.ones(b, 1, 1, dtype=torch.bool, device=pixels.device)
+        return self.features(self.observe(pixels[:, None], zeros, first))[:, 0]
+
+    def reward(self, state: TensorDict) -> Tensor:
+        """Mean of the reward head, ``[..., 1]``."""
+        return self.reward_head(self.features(state))
