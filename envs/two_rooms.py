@@ -340,6 +340,7 @@ class TwoRoomsEnv(EnvBase):
         self.layout = layout_for(image_size)
         self.image_size, self.channels = int(image_size), int(channels)
         self.episode_length = int(episode_length)
+        self.action_repeat = 1  # one displacement per agent step (same attribute as DMCEnv)
         self.terminate_on_success = bool(terminate_on_success)
         self._rng = np.random.default_rng(seed)
         self._position = np.zeros(2)

@@ -148,3 +148,9 @@ def test_pldm_trains_offline_and_evaluates_goal_reaching(tmp_path, capsys):
     assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
     assert main(["eval", str(run), "--goals", "point_mass"]) == 2
     assert "this run is on 'two_rooms'" in capsys.readouterr().err
+    # no decoder: open-loop imagination goes through a probe decoder trained on frozen features
+    out = tmp_path / "pldm.gif"
+    args = ["imagine", str(run), "--episodes", "2", "--context", "2", "--horizon", "2", "--probe-steps", "2"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["probe"] is True
+    assert out.is_file() and (run / "probe.pt").is_file()

@@ -83,7 +83,7 @@ def _imagine(args) -> int:
     from worldmodels.imagine import imagine_run
 
     result = imagine_run(args.run_dir, episodes=args.episodes, context=args.context, horizon=args.horizon,
-                         out=args.out, device=args.device, source=args.source)
+                         out=args.out, device=args.device, source=args.source, probe_steps=args.probe_steps)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="FILE.mp4 or FILE.gif (default RUN_DIR/videos/openloop.mp4)")
     p.add_argument("--source", choices=["random", "replay"], default="random",
                    help="held-out fresh random-action episodes (default) or the run's last replay episodes")
+    p.add_argument("--probe-steps", type=int, default=2000,
+                   help="training steps of the probe decoder for models without a decoder (cached in RUN_DIR/probe.pt)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_imagine)
 

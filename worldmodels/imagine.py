@@ -43,25 +43,38 @@ def replay_sequences(cfg, run_dir: Path, count: int, length: int):
     return torch.stack([e[:length] for e in episodes])
 
 
-def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
-    """The run's probe decoder (trained once on replay frames and cached as ``probe.pt``)."""
-    from worldmodels.probe import ProbeDecoder, train_probe
+def training_batches(cfg, run_dir: Path, batch_size: int, length: int, device):
+    """A ``() -> TensorDict [B, T]`` sampler over the run's own training data: its offline dataset
+    (``pldm``) or its replay (online methods)."""
+    if cfg.method == "pldm":
+        from worldmodels.offline_training import ensure_dataset
+
+        data = ensure_dataset(cfg, run_dir)
+        return lambda: data.sample(batch_size, length, device=device)
     from worldmodels.replay import SequenceReplay
+
+    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=batch_size,
+                            sequence_length=length, device=device)  # fmt: skip
+    return replay.sample
+
+
+def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
+    """The run's probe decoder (trained once on the run's training frames, cached as ``probe.pt``)."""
+    from worldmodels.probe import ProbeDecoder, train_probe
 
     path = run_dir / "probe.pt"
     probe = ProbeDecoder(model.feature_dim, model.image_shape).to(model.device)
     if path.is_file():
         probe.load_state_dict(torch.load(path, map_location=model.device))
         return probe
-    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=16,
-                            sequence_length=min(8, cfg.replay.sequence_length), device=model.device)  # fmt: skip
-    probe = train_probe(model, replay.sample, steps=steps, probe=probe)
+    sample = training_batches(cfg, run_dir, 16, min(8, cfg.replay.sequence_length), model.device)
+    probe = train_probe(model, sample, steps=steps, probe=probe)
     torch.save(probe.state_dict(), path)
     return probe
 
 
 def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45, out=None,
-                device=None, source: str = "random") -> dict:  # fmt: skip
+                device=None, source: str = "random", probe_steps: int = 2000) -> dict:  # fmt: skip
     """Write the open-loop video (truth | model | error), error plot, CSV and JSON for a run."""
     from worldmodels.training import load_trained
     from worldmodels.viz import imagine_report
@@ -80,7 +93,7 @@ def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45,
     else:
         raise ValueError(f"source must be 'random' or 'replay', got {source!r}.")
     env.close()
-    probe = None if model.has_decoder else load_or_train_probe(cfg, run_dir, model)
+    probe = None if model.has_decoder else load_or_train_probe(cfg, run_dir, model, steps=probe_steps)
     out = Path(out) if out else run_dir / "videos" / "openloop.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     batch = batch.to(model.device)
