@@ -339,6 +339,47 @@ class ActorCriticConfig:
 
 
 @dataclass(frozen=True)
+class LexaConfig:
+    """LEXA explorer + achiever pieces (worldmodels/lexa.py); defaults from orybkin/lexa configs.yaml
+    (methods.md sections 2.4 and 3.3). Not yet part of RunConfig (no LEXA training path yet)."""
+
+    ensemble_members: int = 10
+    """Plan2Explore ensemble size K (LEXA disag_models: 10)"""
+    ensemble_layers: int = 4
+    """hidden layers per ensemble member (LEXA disag_layers: 4)"""
+    ensemble_units: int = 400
+    """units per ensemble hidden layer (LEXA disag_units: 400)"""
+    disag_log: bool = True
+    """explorer reward log(mean_d std_k) (LEXA disag_log: True; DreamerV2: False)"""
+    intrinsic_scale: float = 1.0
+    """explorer reward scale (LEXA expl_intr_scale: 1; task reward scale 0)"""
+    achiever_reward: Literal["temporal", "cosine"] = "temporal"
+    """achiever reward: -D(e_hat_t, e_g) (lexa_temporal) or cos(feat_t, feat_g) (lexa_cosine)"""
+    temporal_pairs: int = 256
+    """positive pairs per temporal-distance loss (LEXA dd_num_positives: 256)"""
+    negative_fraction: float = 0.1
+    """negatives = int(fraction * pairs) = 25, goal from another trajectory, label 1 (LEXA dd_neg_sampling_factor: 0.1)"""
+    distance_lr: float = 8e-5
+    """temporal-distance Adam learning rate (LEXA: value_lr 8e-5)"""
+    ensemble_lr: float = 3e-4
+    """ensemble Adam learning rate (LEXA exploration.py: the 'ensemble' optimiser uses model_lr 3e-4, grad_clip 100)"""
+    explorer_every: int = 2
+    """collection alternates explorer and achiever episodes (LEXA expl_every_ep: 2)"""
+
+    def __post_init__(self):
+        _check(self.ensemble_members >= 2, "lexa.ensemble_members", self.ensemble_members, ">= 2")
+        _check(self.ensemble_layers >= 0, "lexa.ensemble_layers", self.ensemble_layers, ">= 0")
+        _check(self.ensemble_units >= 1, "lexa.ensemble_units", self.ensemble_units, ">= 1")
+        _check(self.temporal_pairs >= 1, "lexa.temporal_pairs", self.temporal_pairs, ">= 1")
+        _check(0.0 <= self.negative_fraction <= 1.0, "lexa.negative_fraction", self.negative_fraction, "in [0, 1]")
+        _check(self.distance_lr > 0, "lexa.distance_lr", self.distance_lr, "> 0")
+        _check(self.ensemble_lr > 0, "lexa.ensemble_lr", self.ensemble_lr, "> 0")
+        _check(self.explorer_every >= 1, "lexa.explorer_every", self.explorer_every, ">= 1")
+        allowed = ("temporal", "cosine")
+        _check(self.achiever_reward in allowed, "lexa.achiever_reward", self.achiever_reward, "'temporal' or 'cosine'")
+
+
+@dataclass(frozen=True)
 class CEMConfig:
     """Cross-entropy method over action sequences (PlaNet, Hafner et al. 2019, planning.py)."""
 

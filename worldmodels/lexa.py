@@ -1,0 +1,361 @@
+"""LEXA building blocks (Mendonca, Rybkin et al., "Discovering and Achieving Goals via World Models", 2021).
+
+The world model is DreamerV2 with a Gaussian latent (``DreamerConfig(classes=0)``, methods.md 2.4); the
+explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances trained in its
+imagination with the rewards built here (methods.md 3.3)::
+
+    explorer   r_t = log( mean_d std_k f_k(feat_t)[d] + eps )       DisagreementEnsemble (Plan2Explore)
+    achiever   r_t = -D(e_hat_t, e_g),  e_hat_t = embed_head(feat_t)  TemporalDistance   (lexa_temporal)
+               r_t = cos(feat_t, feat_g)                              cosine_goal_reward (lexa_cosine)
+
+Reward callables follow the actor-critic's ``reward_fn(model, states[N, H+1]) -> [N, H+1, 1]`` (goal
+variants ``reward_fn(model, states, goal)``) and are ``nn.Module`` s, so the actor-critic's ``frozen``
+block also freezes the ensemble / distance network while the actor loss is built. None of them calls
+``model.reward``: LEXA uses no task reward (``expl_extr_scale`` 0).
+
+One LEXA update (``lexa/dreamer.py`` + ``gcdreamer_imag.py``), for the training loop that uses these::
+
+    out = model.loss(batch); embed = encoder embeddings of batch                  # world model
+    td.embed_loss(features(out.posterior), embed)        -> model optimiser (lr 3e-4)
+    ensemble.loss(features(post), post[STOCH])           -> ensemble optimiser (lr 3e-4)
+    explorer.update(post)                                 # reward_fn=ExplorerReward(ensemble)
+    goal = shuffled_goals(embed); achiever.update(post, goal=goal)   # reward_fn=TemporalReward(td)
+    td.distance_loss(td.predict_embed(features(achiever.imagine(post, goal).states)))  -> lr 8e-5
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor, nn
+
+from planners.objectives import GoalDistanceObjective
+from worldmodels import keys
+from worldmodels.base import WorldModel
+from worldmodels.config import LexaConfig
+from worldmodels.networks import MLP, activation_module
+
+
+class DisagreementEnsemble(nn.Module):
+    """K one-step predictors f_k(feat_t [, a_t]) -> stoch_{t+1}, run as one batched MLP (Plan2Explore).
+
+    LEXA (``exploration.py::Plan2Explore``): K = 10 heads of 4 x 400 ELU, target ``stoch`` with
+    ``disag_offset`` 1, no action input, ``disag_log`` True, ``expl_intr_scale`` 1. DreamerV2's own
+    Plan2Explore conditions on the action (``disag_action_cond``; here ``action_dim > 0``) and takes no log.
+    The members' weights are stacked ``[K, in, out]``; a forward pass is one matmul per layer.
+
+    Args:
+        feature_dim: F, size of ``model.features(state)``.
+        target_dim: S, size of the flattened stochastic state (categorical ``[C, K]`` -> ``C * K``).
+        members: ensemble size K (LEXA ``disag_models``: 10).
+        layers: hidden layers per member (LEXA ``disag_layers``: 4).
+        units: hidden width (LEXA ``disag_units``: 400).
+        activation: ``"elu"`` (LEXA), ``"relu"`` or ``"silu"``.
+        action_dim: A > 0 appends the action taken at t to the input (DreamerV2 option); 0 = LEXA.
+
+    Shapes:
+        ``forward(features [..., F], action [..., A] | None) -> [K, ..., S]``.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        target_dim: int,
+        members: int = 10,
+        layers: int = 4,
+        units: int = 400,
+        activation: str = "elu",
+        action_dim: int = 0,
+    ):
+        super().__init__()
+        if members < 2:
+            raise ValueError(f"DisagreementEnsemble needs members >= 2 to measure disagreement, got {members}.")
+        if min(feature_dim, target_dim, units) < 1 or layers < 0 or action_dim < 0:
+            raise ValueError("feature_dim, target_dim and units must be >= 1; layers and action_dim >= 0.")
+        self.feature_dim, self.target_dim, self.action_dim = feature_dim, target_dim, action_dim
+        self.members = members
+        widths = [feature_dim + action_dim] + [units] * layers + [target_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for w_in, w_out in itertools.pairwise(widths):
+            bound = 1.0 / math.sqrt(w_in)  # nn.Linear's default init, drawn per member
+            self.weights.append(nn.Parameter(torch.empty(members, w_in, w_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(members, 1, w_out).uniform_(-bound, bound)))
+        self.act = activation_module(activation)
+
+    @classmethod
+    def from_config(cls, config: LexaConfig, feature_dim: int, target_dim: int) -> DisagreementEnsemble:
+        """Ensemble sized by :class:`LexaConfig` (10 members of 4 x 400 ELU by default)."""
+        return cls(feature_dim, target_dim, config.ensemble_members, config.ensemble_layers, config.ensemble_units)
+
+    def _inputs(self, features: Tensor, action: Tensor | None) -> Tensor:
+        if features.shape[-1] != self.feature_dim:
+            raise ValueError(f"features must have shape [..., {self.feature_dim}], got {list(features.shape)}.")
+        if self.action_dim == 0:
+            return features
+        if action is None or action.shape[-1] != self.action_dim:
+            got = None if action is None else list(action.shape)
+            raise ValueError(f"this ensemble is action-conditioned: pass action [..., {self.action_dim}], got {got}.")
+        return torch.cat([features, action.to(features)], dim=-1)
+
+    def forward(self, features: Tensor, action: Tensor | None = None) -> Tensor:
+        """Every member's prediction of the next stochastic state. Shapes: [..., F] -> [K, ..., S]."""
+        x = self._inputs(features, action)
+        lead = x.shape[:-1]
+        h = x.reshape(1, -1, x.shape[-1]).expand(self.members, -1, -1)  # [K,N,F(+A)]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)  # [K,N,out]
+            if i < last:
+                h = self.act(h)
+        return h.reshape(self.members, *lead, self.target_dim)
+
+    def loss(
+        self, features: Tensor, stoch: Tensor, is_first: Tensor | None = None, action: Tensor | None = None
+    ) -> tuple[Tensor, TensorDict]:
+        """Gaussian (unit variance) negative log-likelihood of stoch_{t+1} under every member.
+
+        ``L = sum_k mean_{b,t} 0.5 * sum_d (f_k(sg feat_t)[d] - sg stoch_{t+1}[d])^2`` (constants dropped;
+        DreamerV2 ``expl.py``: ``-sum_k mean log_prob``), over pairs (t, t+1) of the sequence
+        (``disag_offset`` 1) whose row t+1 does not start an episode (LEXA masks nothing: pass no
+        ``is_first`` to reproduce it).
+
+        Args:
+            features: ``[B, T, F]`` posterior features feat_t (detached here).
+            stoch: ``[B, T, S]`` (or ``[B, T, C, K]``) posterior stochastic states stoch_t (detached).
+            is_first: optional bool ``[B, T, 1]``; pairs whose t+1 row is first are skipped.
+            action: ``[B, T, A]`` actions taken at t (``keys.ACTION``), only when ``action_dim > 0``.
+
+        Returns:
+            ``(loss, metrics)`` with detached ``loss/disagreement`` and ``disagreement/std``.
+        """
+        if features.dim() != 3 or features.shape[1] < 2:
+            raise ValueError(f"features must be [B, T >= 2, {self.feature_dim}], got {list(features.shape)}.")
+        b, t = features.shape[:2]
+        target = stoch.detach().reshape(b, t, -1)[:, 1:]  # [B,T-1,S]
+        if target.shape[-1] != self.target_dim:
+            raise ValueError(f"stoch flattens to {target.shape[-1]} values per step, expected {self.target_dim}.")
+        act = None if action is None else action.detach()[:, :-1]
+        pred = self(features.detach()[:, :-1], act)  # [K,B,T-1,S]
+        nll = 0.5 * ((pred - target) ** 2).sum(-1)  # [K,B,T-1]
+        if is_first is None:
+            per_member = nll.mean(dim=(1, 2))
+        else:
+            keep = (~is_first[:, 1:, 0].bool()).to(nll)  # [B,T-1]
+            per_member = (nll * keep).sum(dim=(1, 2)) / keep.sum().clamp_min(1.0)
+        loss = per_member.sum()
+        metrics = TensorDict(
+            {"loss/disagreement": loss.detach(), "disagreement/std": pred.detach().std(0, unbiased=False).mean()},
+            batch_size=[],
+        )
+        return loss, metrics
+
+    def intrinsic_reward(
+        self, features: Tensor, action: Tensor | None = None, log: bool = True, eps: float = 1e-8, scale: float = 1.0
+    ) -> Tensor:
+        """``scale * log(mean_d std_k f_k(feat)[d] + eps)`` (LEXA ``disag_log`` True, ``expl_intr_scale`` 1);
+        ``log=False`` gives DreamerV2's plain ``mean_d std_k``. The std is the population std over members
+        (``tf.math.reduce_std``); ``eps`` (absent in LEXA) keeps identical members finite.
+
+        Shapes: features ``[..., F]`` -> ``[..., 1]``.
+        """
+        disagreement = self(features, action).std(0, unbiased=False).mean(-1, keepdim=True)  # [...,1]
+        return scale * (torch.log(disagreement + eps) if log else disagreement)
+
+
+class ExplorerReward(nn.Module):
+    """``reward_fn(model, states [N, H+1]) -> [N, H+1, 1]`` = the ensemble's intrinsic reward (explorer).
+
+    Args:
+        ensemble: a :class:`DisagreementEnsemble`; action-conditioned ones read ``states[keys.ACTION]``.
+        log: take the log (LEXA ``disag_log`` True; DreamerV2 False).
+        scale: ``expl_intr_scale`` (LEXA: 1).
+
+    Example:
+        >>> explorer = ImaginationActorCritic(model, cfg.actor_critic, reward_fn=ExplorerReward(ensemble))
+    """
+
+    def __init__(self, ensemble: DisagreementEnsemble, log: bool = True, scale: float = 1.0):
+        super().__init__()
+        self.ensemble, self.log, self.scale = ensemble, log, scale
+
+    def forward(self, model: WorldModel, states: TensorDict) -> Tensor:
+        action = states[keys.ACTION] if self.ensemble.action_dim > 0 else None
+        return self.ensemble.intrinsic_reward(model.features(states), action, log=self.log, scale=self.scale)
+
+
+class TemporalDistance(nn.Module):
+    """LEXA ``lexa_temporal``: embedding head e_hat(feat) and temporal distance D(e_hat_t, e_g) in [0, 1].
+
+    * ``embed_head`` (LEXA ``pred_embed: True``, world-model head ``embed`` = DenseHead(value_layers 3,
+      units 400, elu)): feat_t -> predicted encoder embedding e_hat_t, trained by :meth:`embed_loss`
+      (unit-variance Gaussian NLL) with the model optimiser (lr 3e-4) in LEXA.
+    * ``distance`` (LEXA ``GC_Distance``, ``dd_inp: embed``): MLP on ``cat(e_hat_t, e_g)`` -> predicted
+      normalised number of steps; a sigmoid keeps it in [0, 1] (our choice; LEXA's GC_Distance is a
+      4 x 128 ReLU MLP with BatchNorm, omitted here).
+    * reward ``r_t = -D(e_hat_t, e_g)`` (``gcdreamer_imag.py::_gc_reward``).
+
+    Args:
+        feature_dim: F.
+        embed_dim: E, size of the encoder embedding (DreamerV2 conv_ha: ``32 * depth``).
+        head_layers, head_units: embed head MLP (LEXA: value_layers 3 x units 400, ELU).
+        layers, units: distance MLP (LEXA GC_Distance: 4 x 128, ReLU).
+        positives: positive pairs per loss (LEXA ``dd_num_positives``: 256).
+        negative_fraction: negatives = ``int(fraction * positives)`` (LEXA ``dd_neg_sampling_factor``: 0.1).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        embed_dim: int,
+        head_layers: int = 3,
+        head_units: int = 400,
+        layers: int = 4,
+        units: int = 128,
+        positives: int = 256,
+        negative_fraction: float = 0.1,
+    ):
+        super().__init__()
+        if positives < 1 or not 0.0 <= negative_fraction:
+            raise ValueError(
+                f"positives must be >= 1 and negative_fraction >= 0, got {positives}, {negative_fraction}."
+            )
+        self.feature_dim, self.embed_dim = feature_dim, embed_dim
+        self.positives, self.negatives = positives, int(negative_fraction * positives)
+        self.embed_head = MLP(feature_dim, embed_dim, head_units, head_layers, "elu")
+        self.distance_net = MLP(2 * embed_dim, 1, units, layers, "relu")
+
+    @classmethod
+    def from_config(cls, config: LexaConfig, feature_dim: int, embed_dim: int) -> TemporalDistance:
+        """Distance sized by :class:`LexaConfig` (256 positive pairs, 25 negatives)."""
+        return cls(
+            feature_dim, embed_dim, positives=config.temporal_pairs, negative_fraction=config.negative_fraction
+        )
+
+    def predict_embed(self, features: Tensor) -> Tensor:
+        """e_hat = embed_head(feat). Shapes: [..., F] -> [..., E]."""
+        return self.embed_head(features)
+
+    def embed_loss(
+        self, features: Tensor, embed: Tensor, grad_to_model: bool = False
+    ) -> tuple[Tensor, TensorDict]:
+        """Embed-head loss ``mean 0.5 * sum_e (e_hat(feat) - sg(embed))^2`` (LEXA ``gcdreamer_wm.py``:
+        ``data['embed'] = stop_gradient(embed)``; ``grad_heads: ['image']``, so the head's input is
+        detached too unless ``grad_to_model``).
+
+        Shapes: features ``[B, T, F]``, embed ``[B, T, E]`` -> scalar.
+        """
+        features = features if grad_to_model else features.detach()
+        loss = 0.5 * ((self.predict_embed(features) - embed.detach()) ** 2).sum(-1).mean()
+        return loss, TensorDict({"loss/embed": loss.detach()}, batch_size=[])
+
+    def distance(self, embed: Tensor, goal_embed: Tensor) -> Tensor:
+        """D(e, e_g) in [0, 1]. Shapes: ``[..., E]`` and ``[..., E]`` (broadcast) -> ``[..., 1]``."""
+        embed, goal_embed = torch.broadcast_tensors(embed, goal_embed.to(embed))
+        return torch.sigmoid(self.distance_net(torch.cat([embed, goal_embed], dim=-1)))
+
+    def reward(self, features: Tensor, goal_embed: Tensor) -> Tensor:
+        """``r = -D(embed_head(feat), e_g)``. Shapes: ``[..., F]``, ``[..., E]`` -> ``[..., 1]``."""
+        return -self.distance(self.predict_embed(features), goal_embed)
+
+    def distance_loss(self, embeds: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, TensorDict]:
+        """Regression loss of D on imagined trajectories (LEXA ``get_dynamical_distance_loss``, ``dd_train_imag``).
+
+        Positives: ``positives`` pairs (n, i, j), i <= j, drawn uniformly from all such pairs of the N
+        trajectories, label ``(j - i) / H``. Negatives: ``int(0.1 * 256) = 25`` pairs whose goal is a
+        random step of a *different* trajectory, label 1. ``L = mean_pos (D - y)^2 + mean_neg (D - 1)^2``.
+
+        Args:
+            embeds: ``[N, H+1, E]`` (predicted) embeddings along imagined trajectories; detached here.
+            generator: torch RNG for the pair sampling (on the embeddings' device).
+
+        Returns:
+            ``(loss, metrics)`` with detached ``loss/distance``, ``distance/positive``, ``distance/negative``.
+        """
+        if embeds.dim() != 3 or embeds.shape[1] < 2 or embeds.shape[-1] != self.embed_dim:
+            raise ValueError(f"embeds must be [N, H+1 >= 2, {self.embed_dim}], got {list(embeds.shape)}.")
+        embeds = embeds.detach()
+        n, h1, _ = embeds.shape
+        horizon, dev = h1 - 1, embeds.device
+        cur, goal = torch.triu_indices(h1, h1, device=dev)  # all i <= j within one trajectory
+        pick = torch.randint(cur.numel(), (self.positives,), generator=generator, device=dev)
+        traj = torch.randint(n, (self.positives,), generator=generator, device=dev)
+        i, j = cur[pick], goal[pick]
+        pred = self.distance(embeds[traj, i], embeds[traj, j])[:, 0]  # [P]
+        label = (j - i).to(pred) / horizon
+        pos_loss = ((pred - label) ** 2).mean()
+        loss, metrics = pos_loss, {"distance/positive": pos_loss.detach()}
+        if self.negatives > 0 and n > 1:
+            m = self.negatives
+            a = torch.randint(n, (m,), generator=generator, device=dev)
+            other = (a + torch.randint(1, n, (m,), generator=generator, device=dev)) % n  # != a
+            ta = torch.randint(h1, (m,), generator=generator, device=dev)
+            tb = torch.randint(h1, (m,), generator=generator, device=dev)
+            neg = self.distance(embeds[a, ta], embeds[other, tb])[:, 0]
+            neg_loss = ((neg - 1.0) ** 2).mean()
+            loss = loss + neg_loss
+            metrics["distance/negative"] = neg_loss.detach()
+        metrics["loss/distance"] = loss.detach()
+        return loss, TensorDict(metrics, batch_size=[])
+
+
+class TemporalReward(nn.Module):
+    """``reward_fn(model, states [N, H+1], goal_embed [N, E]) -> [N, H+1, 1]`` = -D(e_hat_t, e_g).
+
+    Use with ``ImaginationActorCritic(model, cfg, reward_fn=TemporalReward(td), goal_dim=E)`` (LEXA
+    ``gc_input: embed``: the actor sees the goal's encoder embedding).
+    """
+
+    def __init__(self, temporal: TemporalDistance):
+        super().__init__()
+        self.temporal = temporal
+
+    def forward(self, model: WorldModel, states: TensorDict, goal: Tensor) -> Tensor:
+        features = model.features(states)  # [N,H+1,F]
+        return self.temporal.reward(features, _per_row(goal, features))
+
+
+def _per_row(goal: Tensor, features: Tensor) -> Tensor:
+    """Goal ``[N, G]`` -> ``[N, 1, G]`` broadcastable against features ``[N, H+1, F]``."""
+    if goal.dim() != 2 or goal.shape[0] != features.shape[0]:
+        raise ValueError(f"goal must be [N={features.shape[0]}, G], one per imagined row, got {list(goal.shape)}.")
+    return goal.to(features)[:, None]
+
+
+def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Training goals for the achiever (LEXA ``training_goals: batch``): the replay batch's encoder
+    embeddings, flattened and randomly permuted, so each start state gets another frame as its goal.
+
+    Shapes: embed ``[B, T, E]`` (any leading shape) -> ``[B*T, E]`` (detached), row-aligned with
+    ``posterior.reshape(-1)``.
+    """
+    flat = embed.detach().reshape(-1, embed.shape[-1])
+    return flat[torch.randperm(flat.shape[0], generator=generator, device=flat.device)]
+
+
+def cosine_goal_reward(model: WorldModel, states: TensorDict, goal_features: Tensor) -> Tensor:
+    """LEXA ``lexa_cosine``: ``r_t = <feat_t, feat_g> / (|feat_t| |feat_g| + 1e-8)`` on the full features.
+
+    Reuses :class:`planners.objectives.GoalDistanceObjective` (``metric="cosine"``: the same formula,
+    torch's eps 1e-8 clamps each norm instead of their product). ``goal_features`` are the goal's
+    *features* feat_g (LEXA ``get_init_feat_embed``: posterior of the goal image from the initial state,
+    which is what ``DreamerV2.embed_goal(pixels)`` returns); pass them as the actor-critic's goal
+    (``goal_dim = F``) or wrap this function to map an embedding goal to features first.
+
+    Shapes: states ``[N, H+1]``, goal_features ``[N, F]`` -> ``[N, H+1, 1]``.
+    """
+    objective = GoalDistanceObjective(model, goal_features.reshape(states.batch_size[0], -1), metric="cosine")
+    return objective.per_step(model, states)[..., None]
+
+
+__all__ = [
+    "DisagreementEnsemble",
+    "ExplorerReward",
+    "TemporalDistance",
+    "TemporalReward",
+    "cosine_goal_reward",
+    "shuffled_goals",
+]
