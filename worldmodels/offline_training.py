@@ -141,7 +141,9 @@ def _prepare(cfg: RunConfig | None, run_dir, resume: bool) -> tuple[RunConfig, P
 def _evaluate(cfg, model, logger, step: int) -> dict:
     if cfg.env.suite != "two_rooms" or cfg.offline.eval_episodes == 0:
         return {}
-    result = evaluate_goal_reaching(cfg, model)
+    cuda = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # evaluation noise must not shift the training batches
+        result = evaluate_goal_reaching(cfg, model)
     logger.scalars({f"eval/goal/{k}": v for k, v in result.items()}, step)
     return result
 

@@ -66,7 +66,7 @@ class PLDM(WorldModel):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.feature_dim = config.latent_dim
         self.encoder = ImpalaEncoder(self.image_shape, config.encoder_channels, config.encoder_blocks,
-                                     config.norm_groups, config.latent_dim)  # fmt: skip
+                                     config.norm_groups, config.latent_dim, config.input_pool)  # fmt: skip
         self.predictor = ResidualGRUPredictor(config.latent_dim, self.action_dim, config.predictor_hidden)
         self.inverse_dynamics = MLP(2 * config.latent_dim, self.action_dim, config.idm_hidden, 1, "relu")
 

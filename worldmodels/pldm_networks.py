@@ -17,7 +17,6 @@ PLDM (Sobal, Zhang et al. 2025, arXiv 2502.14819; ``pldm/models/jepa.py``, metho
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -50,9 +49,11 @@ class ImpalaEncoder(nn.Module):
         blocks: residual blocks per stage (IMPALA: 2).
         groups: GroupNorm groups (clipped to the channel count; must divide it).
         latent_dim: output size Z.
+        input_pool: average-pool the input by this factor first (1 = off, as the paper; 2 makes
+            CPU configs ~4x cheaper -- Two Rooms' 1.3 px blob stays visible at 32x32).
 
     Shapes:
-        ``[*batch, C, H, W] -> [*batch, latent_dim]``; each stage halves H and W (ceil).
+        ``[*batch, C, H, W] -> [*batch, latent_dim]``; the pool divides H and W, each stage halves them (ceil).
 
     Example:
         >>> enc = ImpalaEncoder((2, 64, 64), channels=(16, 32, 32), blocks=1, groups=4, latent_dim=64)
@@ -61,9 +62,13 @@ class ImpalaEncoder(nn.Module):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...] = (16, 32, 32),
-                 blocks: int = 2, groups: int = 4, latent_dim: int = 512):  # fmt: skip
+                 blocks: int = 2, groups: int = 4, latent_dim: int = 512, input_pool: int = 1):  # fmt: skip
         super().__init__()
         c, h, w = image_shape
+        if input_pool < 1 or h % input_pool or w % input_pool:
+            raise ValueError(f"input_pool {input_pool} must be >= 1 and divide the image size {h}x{w}.")
+        self.input_pool = input_pool
+        h, w = h // input_pool, w // input_pool
         for ch in channels:
             if ch % min(groups, ch) != 0:
                 raise ValueError(f"GroupNorm groups {groups} must divide every encoder channel count, got {channels}.")
@@ -83,7 +88,10 @@ class ImpalaEncoder(nn.Module):
             raise ValueError(f"ImpalaEncoder expects images [..., {', '.join(map(str, self.image_shape))}], "
                              f"got {list(images.shape)}.")  # fmt: skip
         batch = images.shape[:-3]
-        x = self.stages(images.reshape(-1, *self.image_shape))  # [N, c, h, w]
+        x = images.reshape(-1, *self.image_shape)  # [N, C, H, W]
+        if self.input_pool > 1:
+            x = F.avg_pool2d(x, self.input_pool)  # [N, C, H/p, W/p]
+        x = self.stages(x)  # [N, c, h, w]
         x = F.relu(x).flatten(1)  # [N, c*h*w]
         return self.norm(self.project(x)).reshape(*batch, self.latent_dim)  # [*batch, Z]
 
