@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from worldmodels import checkpoint
-    from worldmodels.offline_training import build_model
+    from worldmodels.factory import make_model
 
     rows = []
     for method in args.methods:
@@ -87,7 +87,7 @@ def main() -> None:
             train_offline(cfg, run_dir)
         train_s = time.time() - started
         state = checkpoint.load(checkpoint_path(run_dir))
-        model = build_model(cfg, 2, (2, 64, 64))
+        model = make_model(cfg, 2, (2, 64, 64))
         model.load_state_dict(state["model"])
         started = time.time()
         result = evaluate_goal_reaching(cfg, model.eval(), episodes=args.episodes, seed=42)

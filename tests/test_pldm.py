@@ -20,14 +20,6 @@ TINY = dict(encoder_channels=(4, 8), encoder_blocks=1, norm_groups=4, input_pool
             predictor_hidden=16, idm_hidden=16, learning_rate=2e-3)  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed: int = 0, **overrides) -> PLDM:
     torch.manual_seed(seed)
     return PLDM(PLDMConfig(**(TINY | overrides)), action_dim=2, image_shape=(2, 64, 64))

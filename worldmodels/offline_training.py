@@ -24,16 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels import checkpoint, keys
-from worldmodels.config import RunConfig, load_config, save_config, to_dict
+from worldmodels.config import RunConfig
 from worldmodels.datasets import OfflineSequenceDataset, load_dataset
+from worldmodels.factory import make_model, make_model_optimizer, resolve_device
 from worldmodels.logger import Logger
+from worldmodels.training import TrainingDiverged, checkpoint_path, gradient_step, mean_metrics, prepare, save_state
 from worldmodels.two_rooms_eval import evaluate_goal_reaching
 
-__all__ = ["train_offline", "evaluate_goal_reaching", "ensure_dataset", "build_model", "OfflineDiverged"]
-
-
-class OfflineDiverged(RuntimeError):
-    """The loss or gradient norm became NaN/inf; the last good state is in checkpoints/latest.pt."""
+__all__ = ["train_offline", "evaluate_goal_reaching", "ensure_dataset"]
 
 
 def dataset_dir(cfg: RunConfig, run_dir: Path) -> Path:
@@ -70,74 +68,6 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> Off
     return load_dataset(directory)
 
 
-def build_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]):
-    """The world model for ``cfg.method`` (PLDM here; others through ``factory.make_model``)."""
-    if cfg.method == "pldm":
-        from worldmodels.pldm import PLDM
-
-        return PLDM(cfg.model, action_dim, image_shape)
-    from worldmodels.factory import make_model
-
-    return make_model(cfg, action_dim, image_shape)
-
-
-def make_optimizer(cfg: RunConfig, model) -> tuple[torch.optim.Optimizer, float]:
-    """``(optimizer, grad_clip)`` from the model config (``learning_rate``, ``adam_eps``,
-    ``weight_decay``, ``grad_clip``), as the online loop builds them (``factory.make_model_optimizer``)."""
-    from worldmodels.factory import make_model_optimizer
-
-    return make_model_optimizer(cfg.model, model), float(cfg.model.grad_clip)
-
-
-def _check_finite(value: torch.Tensor, what: str, update: int) -> None:
-    if not torch.isfinite(value):
-        raise OfflineDiverged(f"The {what} became {value.item()} at update {update}; the last good state is in "
-                              "checkpoints/latest.pt. Lower the learning rate and resume.")  # fmt: skip
-
-
-def update(model, optimizer, grad_clip: float, batch, index: int) -> dict:
-    """One gradient step; non-finite loss or gradient norm raises before the optimiser step."""
-    model.train()
-    out = model.loss(batch)
-    _check_finite(out.loss.detach(), "world-model loss", index)
-    optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    _check_finite(grad_norm, "world-model gradient norm", index)
-    optimizer.step()
-    metrics = {f"train/{k}": v for k, v in out.metrics.items()}
-    metrics.update({"train/loss/total": out.loss.detach(), "train/grad_norm/model": grad_norm})
-    return metrics
-
-
-def mean_metrics(history: list[dict]) -> dict:
-    """Average a list of metric dicts (scalar tensors) into floats, with one device sync."""
-    names = list(history[0])
-    values = torch.stack([torch.stack([torch.as_tensor(h[n]).float() for n in names]) for h in history]).mean(0)
-    return dict(zip(names, values.tolist()))
-
-
-def _save(cfg, run_dir: Path, model, optimizer, counters: dict) -> None:
-    payload = {"config": to_dict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "behaviour": None, "counters": dict(counters, episodes=0), "rng": checkpoint.rng_state()}  # fmt: skip
-    checkpoint.save_atomic(payload, Path(run_dir) / "checkpoints" / "latest.pt")
-
-
-def _prepare(cfg: RunConfig | None, run_dir, resume: bool) -> tuple[RunConfig, Path]:
-    if resume:
-        run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml); cannot resume.")
-        return load_config(run_dir / "config.yaml"), run_dir
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(run_dir or cfg.run_dir or Path("runs") / f"{cfg.method}_{cfg.env.suite}_{cfg.seed}_{stamp}")
-    if (run_dir / "checkpoints" / "latest.pt").exists():
-        raise FileExistsError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} to continue it.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    return cfg, run_dir
-
-
 def _evaluate(cfg, model, logger, step: int) -> dict:
     if cfg.env.suite != "two_rooms" or cfg.offline.eval_episodes == 0:
         return {}
@@ -154,18 +84,16 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
     Metrics (``metrics.jsonl`` + TensorBoard, step = update count): ``train/loss/*``,
     ``train/repr/*`` (PLDM), ``train/grad_norm/model``, ``eval/goal/*`` (Two Rooms).
     """
-    from worldmodels.factory import resolve_device
-
-    cfg, run_dir = _prepare(cfg, run_dir, resume)
+    cfg, run_dir = prepare(cfg, run_dir, resume)
     checkpoint.seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = ensure_dataset(cfg, run_dir, progress=cfg.log.progress)
     first = data.sample(1, 1)
     image_shape = tuple(first.get(keys.PIXELS).shape[-3:])
-    model = build_model(cfg, first.get(keys.ACTION).shape[-1], image_shape).to(device)
-    optimizer, grad_clip = make_optimizer(cfg, model)
+    model = make_model(cfg, first.get(keys.ACTION).shape[-1], image_shape).to(device)
+    optimizer = make_model_optimizer(cfg.model, model)
     counters = {"updates": 0, "last_eval_update": -1, "train_seconds": 0.0}
-    ckpt = run_dir / "checkpoints" / "latest.pt"
+    ckpt = checkpoint_path(run_dir)
     if resume and ckpt.exists():
         state = checkpoint.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
@@ -181,7 +109,7 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
     try:
         while counters["updates"] < ocfg.updates:
             batch = data.sample(rcfg.batch_size, rcfg.sequence_length, device=device)  # [B,T]
-            history.append(update(model, optimizer, grad_clip, batch, counters["updates"]))
+            history.append(gradient_step(model, optimizer, cfg.model.grad_clip, batch, counters["updates"])[0])
             counters["updates"] += 1
             step = counters["updates"]
             if step % ocfg.log_every == 0 or step == ocfg.updates:
@@ -197,16 +125,16 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
             counters["train_seconds"] = time.time() - started
             out_of_time = cfg.train.max_minutes > 0 and counters["train_seconds"] > 60 * cfg.train.max_minutes
             if step % ocfg.checkpoint_every == 0 or step == ocfg.updates or out_of_time:
-                _save(cfg, run_dir, model, optimizer, counters)
+                save_state(run_dir, cfg, model, optimizer, None, dict(counters, episodes=0))
             bar.update(1)
             if out_of_time:
                 break
         if counters["last_eval_update"] != counters["updates"]:
             _evaluate(cfg, model, logger, counters["updates"])
             counters["last_eval_update"] = counters["updates"]
-        _save(cfg, run_dir, model, optimizer, counters)
-    except OfflineDiverged:  # parameters are still the last good ones (no step was taken)
-        _save(cfg, run_dir, model, optimizer, counters)
+        save_state(run_dir, cfg, model, optimizer, None, dict(counters, episodes=0))
+    except TrainingDiverged:  # parameters are still the last good ones (no step was taken)
+        save_state(run_dir, cfg, model, optimizer, None, dict(counters, episodes=0))
         raise
     finally:
         bar.close()

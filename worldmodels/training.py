@@ -56,7 +56,8 @@ class Run:
 
 def default_run_dir(cfg: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.method}_{cfg.env.domain}_{cfg.env.task}_{cfg.seed}_{stamp}"
+    task = f"{cfg.env.domain}_{cfg.env.task}" if cfg.env.suite == "dmc" else cfg.env.suite
+    return Path("runs") / f"{cfg.method}_{task}_{cfg.seed}_{stamp}"
 
 
 def episode_steps(env) -> int:
