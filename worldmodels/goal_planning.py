@@ -1,8 +1,9 @@
 """Acting toward goal images with a trained model: ``worldmodels plan`` and ``eval --goals``.
 
 The goal image is embedded with ``model.embed_goal`` and a planner (CEM or MPPI) maximises a
-``GoalDistanceObjective`` (cosine similarity by default, summed over the imagined steps, as
-LEXA's ``lexa_cosine`` reward) -- the same plumbing for every model of the interface. On goal
+``GoalDistanceObjective`` (cosine similarity summed over the imagined steps, as LEXA's
+``lexa_cosine`` reward; PLDM runs use PLDM's squared L2 over the last 3 steps) -- the same
+plumbing for every model of the interface. On goal
 task sets (``envs/goals.py``) success is measured from the true simulator state, not pixels.
 """
 
@@ -73,15 +74,21 @@ def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
-def goal_agent(cfg, model: WorldModel, planner: str | None = None, metric: str = "cosine", steps: str = "all"):
-    """A PlanningAgent whose objective is the latent distance to a goal (set with ``objective.set_goal_pixels``)."""
+def goal_agent(cfg, model: WorldModel, planner: str | None = None, metric: str | None = None):
+    """A PlanningAgent whose objective is the latent distance to a goal (set with ``objective.set_goal_pixels``).
+
+    Default objective per method: PLDM's squared L2 over the last 3 imagined steps (Sobal et al.
+    2025) for ``pldm``; otherwise LEXA's cosine similarity summed over all steps (``lexa_cosine``).
+    """
     from planners.agents import PlanningAgent
     from planners.objectives import GoalDistanceObjective
     from worldmodels.factory import make_planner
 
     if planner is not None:
         cfg = dataclasses.replace(cfg, planner=planner)
-    objective = GoalDistanceObjective(model, metric=metric, steps=steps)
+    pldm = cfg.method == "pldm"
+    metric = metric or ("l2" if pldm else "cosine")
+    objective = GoalDistanceObjective(model, metric=metric, steps="last_k" if pldm else "all", k=3)
     agent = PlanningAgent(model, make_planner(cfg, model, objective), model.action_dim, exploration_noise=0.0)
     return agent, objective
 
@@ -114,7 +121,7 @@ def _rollout_toward(env, agent, objective, goal_pixels: torch.Tensor, steps: int
 
 
 def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | None = None,
-                 video_path=None, resize: bool = False, device=None, metric: str = "cosine") -> dict:  # fmt: skip
+                 video_path=None, resize: bool = False, device=None, metric: str | None = None) -> dict:  # fmt: skip
     """``worldmodels plan``: act toward a goal image; report the final latent distance (and success).
 
     ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a
@@ -180,7 +187,7 @@ def _goal_env(cfg, task_set: str, goal_index: int):
 
 
 def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None,
-                   video_dir=None, device=None, metric: str = "cosine") -> dict:  # fmt: skip
+                   video_dir=None, device=None, metric: str | None = None) -> dict:  # fmt: skip
     """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state.
 
     ``success_rate`` is read at the episode's last step (LEXA's protocol); ``reached_rate`` counts
