@@ -1,0 +1,72 @@
+"""Goal reaching from pixels: train a small model for a wall-clock budget on a DMC task, then plan
+toward every goal image of a goal task set and print the success rate per goal, next to random
+actions from the same starts.
+
+    python benchmarks/bench_goals.py configs/planet_point_mass_cpu.yaml --task-set point_mass --minutes 10
+
+Success is measured from the true simulator state at the episode's last step (LEXA) and at any
+step ("reached", PLDM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from envs.goals import goal_names, num_goals
+from worldmodels import keys
+from worldmodels.config import load_config
+from worldmodels.goal_planning import _goal_env, evaluate_goals
+from worldmodels.training import episode_steps, load_trained, train
+
+
+def random_success(cfg, task_set: str) -> dict:
+    """Success of uniformly random actions on each goal (same env settings and seeds as the agent)."""
+    last, reached = [], []
+    for index in range(num_goals(task_set)):
+        env = _goal_env(cfg, task_set, index)
+        rollout = env.rollout(max_steps=episode_steps(env), auto_reset=True, break_when_any_done=True)
+        last.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
+        reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
+        env.close()
+    return {"success_rate": float(np.mean(last)), "reached_rate": float(np.mean(reached))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--task-set", default="point_mass")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    parser.add_argument("--run-dir", default=None, help="reuse a trained run instead of training")
+    args = parser.parse_args()
+
+    if args.run_dir and (Path(args.run_dir) / "checkpoints" / "latest.pt").exists():
+        run_dir = Path(args.run_dir)
+    else:
+        cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
+        run_dir = train(cfg, run_dir=args.run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = load_trained(run_dir)[0]
+    torch.manual_seed(0)
+    agent = evaluate_goals(run_dir, args.task_set, episodes=1, planner=args.planner)
+    torch.manual_seed(0)
+    rand = random_success(cfg, args.task_set)
+    names = goal_names(args.task_set)
+    print(f"\n{cfg.method} on {cfg.env.domain} pixels, goal set {args.task_set} ({len(names)} goals, 1 episode each)")
+    print("| goal | agent success | agent reached | final distance |")
+    print("|---|---|---|---|")
+    for g in agent["per_goal"]:
+        print(f"| {g['goal']} {g['name']} | {g['success_rate']:.0f} | {g['reached_rate']:.0f} | {g['final_distance']:.3f} |")
+    print(f"| **all (agent)** | {agent['success_rate']:.2f} | {agent['reached_rate']:.2f} | |")
+    print(f"| **all (random actions)** | {rand['success_rate']:.2f} | {rand['reached_rate']:.2f} | |")
+    (Path(run_dir) / "bench_goals.json").write_text(json.dumps({"agent": agent, "random": rand}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
