@@ -22,7 +22,7 @@ from envs.goals import goal_names, num_goals
 from worldmodels import keys
 from worldmodels.config import load_config
 from worldmodels.goal_planning import _goal_env, evaluate_goals
-from worldmodels.training import episode_steps, load_trained, train
+from worldmodels.training import collect_episode, load_trained, train
 
 
 def random_success(cfg, task_set: str) -> dict:
@@ -30,7 +30,7 @@ def random_success(cfg, task_set: str) -> dict:
     last, reached = [], []
     for index in range(num_goals(task_set)):
         env = _goal_env(cfg, task_set, index)
-        rollout = env.rollout(max_steps=episode_steps(env), auto_reset=True, break_when_any_done=True)
+        rollout = collect_episode(env)
         last.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
         reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
         env.close()

@@ -21,17 +21,14 @@ from envs import make_env
 from worldmodels import checkpoint
 from worldmodels.config import load_config
 from worldmodels.factory import make_agent
-from worldmodels.training import checkpoint_path, evaluate, load_trained, train
+from worldmodels.training import checkpoint_path, collect_episode, episode_return, evaluate, load_trained, train
 
 
 def random_returns(cfg, episodes: int, seed: int) -> list[float]:
     """Returns of uniformly random actions on the config's env (same action repeat and length)."""
     torch.manual_seed(seed)
     env = make_env(cfg.env, seed=seed)
-    out = []
-    for _ in range(episodes):
-        rollout = env.rollout(max_steps=10_000, auto_reset=True, break_when_any_done=True)
-        out.append(float(rollout["next", "reward"].sum()))
+    out = [episode_return(collect_episode(env)) for _ in range(episodes)]
     env.close()
     return out
 

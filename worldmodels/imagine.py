@@ -17,12 +17,11 @@ import torch
 def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
     """``count`` random-action episodes as replay rows, cut to ``length`` -> TensorDict ``[count, length]``."""
     from worldmodels.replay import steps_to_rows
-    from worldmodels.training import episode_steps
+    from worldmodels.training import collect_episode
 
     rows = []
     for _ in range(count):
-        rollout = env.rollout(max_steps=episode_steps(env) + 1, auto_reset=True, break_when_any_done=True)
-        episode = steps_to_rows(rollout)
+        episode = steps_to_rows(collect_episode(env))
         if episode.shape[0] < length:
             raise ValueError(
                 f"Episodes of this run have {episode.shape[0]} observations; context + horizon ({length}) must not exceed it."

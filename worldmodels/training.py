@@ -321,8 +321,9 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                 break
             rollout = collect_episode(run.env, collect_agent)
             run.replay.add_rollout(rollout)
-            postfix["return"] = f"{episode_return(rollout):.0f}"
-            run.logger.scalars({"train/episode/return": episode_return(rollout)}, env_steps)
+            ret = episode_return(rollout)
+            postfix["return"] = f"{ret:.0f}"
+            run.logger.scalars({"train/episode/return": ret}, env_steps)
             bar.update(1)
             bar.set_postfix(postfix, refresh=True)
     except TrainingDiverged:
