@@ -56,6 +56,9 @@ class LossOutput(NamedTuple):
     """detached scalars, keys like ``"loss/kl"``"""
     posterior: TensorDict
     """detached posterior states ``[B, T]`` of the batch (start states for imagination)"""
+    embed: Tensor | None = None
+    """detached encoder embeddings ``[B, T, E]`` of the batch's images, for models with ``embed``
+    (heads trained on them, e.g. LEXA's embedding predictor); None otherwise"""
 
 
 def check_shapes(name: str, tensor: Tensor, expected: Sequence[int | None], dtype=None) -> None:

@@ -81,6 +81,7 @@ class DreamerV2(RSSMWorldModel):
         self.action_dim = action_dim
         self.image_shape = tuple(image_shape)
         self.has_continuation = config.pred_discount
+        self.has_reward = config.reward_scale > 0  # a head trained with scale 0 (LEXA) predicts nothing
         act = config.activation
         if config.classes > 0:
             stoch = Categorical(classes=config.classes, groups=config.stoch_dim)
@@ -164,7 +165,7 @@ class DreamerV2(RSSMWorldModel):
                 metrics["entropy/posterior"] = _categorical_entropy(post[keys.LOGITS]).mean()
         metrics["loss/total"] = total
         metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
-        return LossOutput(total, metrics_td, post.detach())
+        return LossOutput(total, metrics_td, post.detach(), embed.detach())
 
 
 

@@ -137,7 +137,7 @@ class PlaNet(RSSMWorldModel):
         total = image_loss + cfg.reward_scale * reward_loss + kl_loss
         metrics["loss/total"] = total
         metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
-        return LossOutput(total, metrics_td, post.detach())
+        return LossOutput(total, metrics_td, post.detach(), embed.detach())
 
     def overshooting_kl(self, post: TensorDict, prev_action: Tensor, is_first: Tensor) -> Tensor:
         """Latent overshooting KL terms for distances d = 2..D (PlaNet paper Eq. 7).

@@ -53,13 +53,28 @@ class RSSMWorldModel(WorldModel):
     def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
         return self.rssm.imagine(state, actions, horizon)
 
+    @property
+    def embed_dim(self) -> int:
+        """E, size of the encoder embedding of one image."""
+        return self.encoder.output_dim
+
+    def embed(self, pixels: Tensor) -> Tensor:
+        """Encoder embeddings of images (LEXA's e_g for goal images). Shapes: uint8 ``[N, C, H, W]`` -> ``[N, E]``."""
+        check_shapes("pixels", pixels, [None, *self.image_shape], torch.uint8)
+        return self._embed(pixels[:, None])[1][:, 0]
+
+    def features_from_embed(self, embed: Tensor) -> Tensor:
+        """Features of the posterior from the initial state, a zero action and image embeddings ``[N, E]``
+        (LEXA ``get_init_feat_embed``). Shapes: ``[N, E]`` -> ``[N, F]``."""
+        n = embed.shape[0]
+        zeros = torch.zeros(n, 1, self.action_dim, device=embed.device, dtype=embed.dtype)
+        first = torch.ones(n, 1, 1, dtype=torch.bool, device=embed.device)
+        return self.features(self.rssm.observe(embed[:, None], zeros, first))[:, 0]
+
     def embed_goal(self, pixels: Tensor) -> Tensor:
         """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
         check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
-        b = pixels.shape[0]
-        zeros = torch.zeros(b, 1, self.action_dim, device=pixels.device)
-        first = torch.ones(b, 1, 1, dtype=torch.bool, device=pixels.device)
-        return self.features(self.observe(pixels[:, None], zeros, first))[:, 0]
+        return self.features_from_embed(self.embed(pixels))
 
     def reward(self, state: TensorDict) -> Tensor:
         """Mean of the reward head, ``[..., 1]``."""
