@@ -47,6 +47,10 @@ def _eval(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     cfg, env, model, behaviour = load_trained(args.run_dir, device=args.device)
+    if cfg.method == "lexa":
+        env.close()
+        raise ValueError("LEXA learns without task reward, so its runs are evaluated on goal images: "
+                         "pass --goals TASKSET (point_mass, reacher, roboyoga_walker, roboyoga_quadruped).")  # fmt: skip
     if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
         from worldmodels.two_rooms_eval import evaluate_goal_reaching
 

@@ -176,6 +176,27 @@ class DreamerConfig:
 
 
 @dataclass(frozen=True)
+class LexaModelConfig(DreamerConfig):
+    """LEXA's world model: DreamerV2's with LEXA's defaults (orybkin/lexa configs.yaml, methods.md 2.4):
+    a Gaussian latent (``dyn_discrete`` 0, ``dyn_stoch`` 50), ``cnn_depth`` 32, KL balance 0.8 and free
+    nats 1 (inherited), and no task reward: ``reward_scale`` must stay 0 (the reward head is never trained,
+    nothing reads it). ``classes > 0`` selects the categorical DreamerV2 latent (LEXA's option)."""
+
+    stoch_dim: int = 50
+    """Gaussian stochastic state size (LEXA dyn_stoch: 50)"""
+    classes: int = 0
+    """0 = Gaussian latent (LEXA dyn_discrete: 0); > 0 = categorical"""
+    cnn_depth: int = 32
+    """conv encoder/decoder base channels (LEXA cnn_depth: 32)"""
+    reward_scale: float = 0.0
+    """LEXA uses no task reward: must be 0"""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.reward_scale == 0.0, "model.reward_scale", self.reward_scale, "0 for LEXA (it learns without task reward)")
+
+
+@dataclass(frozen=True)
 class PLDMConfig:
     """PLDM-style JEPA (Sobal, Zhang et al. 2025, arXiv 2502.14819): encoder + deterministic predictor
     trained by multi-step latent prediction + VICReg + inverse dynamics, no decoder, no reward.
@@ -340,8 +361,8 @@ class ActorCriticConfig:
 
 @dataclass(frozen=True)
 class LexaConfig:
-    """LEXA explorer + achiever pieces (worldmodels/lexa.py); defaults from orybkin/lexa configs.yaml
-    (methods.md sections 2.4 and 3.3). Not yet part of RunConfig (no LEXA training path yet)."""
+    """LEXA explorer + achiever (worldmodels/lexa.py, worldmodels/lexa_behaviour.py); defaults from
+    orybkin/lexa configs.yaml (methods.md sections 2.4 and 3.3). Used by ``method: lexa``."""
 
     ensemble_members: int = 10
     """Plan2Explore ensemble size K (LEXA disag_models: 10)"""
@@ -364,7 +385,13 @@ class LexaConfig:
     ensemble_lr: float = 3e-4
     """ensemble Adam learning rate (LEXA exploration.py: the 'ensemble' optimiser uses model_lr 3e-4, grad_clip 100)"""
     explorer_every: int = 2
-    """collection alternates explorer and achiever episodes (LEXA expl_every_ep: 2)"""
+    """collection alternates explorer and achiever episodes (LEXA expl_every_ep: 2): episode k is an
+    explorer episode when k % explorer_every == 0, else the achiever practises a goal from the replay"""
+    goal_eval_every: int = 0
+    """during training, every N collected episodes run the achiever on every goal of ``goal_eval_set``
+    and log the success rate (0 = never; measured from state, never used for training)"""
+    goal_eval_set: Optional[str] = None
+    """goal task set for ``goal_eval_every`` (None = env.goal_set)"""
 
     def __post_init__(self):
         _check(self.ensemble_members >= 2, "lexa.ensemble_members", self.ensemble_members, ">= 2")
@@ -375,6 +402,7 @@ class LexaConfig:
         _check(self.distance_lr > 0, "lexa.distance_lr", self.distance_lr, "> 0")
         _check(self.ensemble_lr > 0, "lexa.ensemble_lr", self.ensemble_lr, "> 0")
         _check(self.explorer_every >= 1, "lexa.explorer_every", self.explorer_every, ">= 1")
+        _check(self.goal_eval_every >= 0, "lexa.goal_eval_every", self.goal_eval_every, ">= 0")
         allowed = ("temporal", "cosine")
         _check(self.achiever_reward in allowed, "lexa.achiever_reward", self.achiever_reward, "'temporal' or 'cosine'")
 
@@ -477,7 +505,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: Literal["planet", "dreamerv2", "pldm"] = "planet"
+    method: Literal["planet", "dreamerv2", "pldm", "lexa"] = "planet"
     """which world model to train; picks the class of ``model`` (see model_config_class)"""
     seed: int = 0
     """seed for torch, numpy and the environment"""
@@ -497,12 +525,19 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     """offline (reward-free dataset) training: data generation and update schedule (worldmodels.offline_training)"""
+    lexa: LexaConfig = field(default_factory=LexaConfig)
+    """LEXA explorer and achiever (``method: lexa``)"""
 
     def __post_init__(self):
         _check(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             "device", self.device, "auto, cpu, cuda or cuda:N",
         )
+        if self.method == "lexa" and self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
+            raise ConfigError(
+                "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "
+                "(point_mass, reacher, roboyoga_walker, roboyoga_quadruped)."
+            )
 
 
 def model_config_class(method: str) -> type:
@@ -513,7 +548,9 @@ def model_config_class(method: str) -> type:
         return DreamerConfig
     if method == "pldm":
         return PLDMConfig
-    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2, pldm.")
+    if method == "lexa":
+        return LexaModelConfig
+    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2, pldm, lexa.")
 
 
 # ----------------------------------------------------------------------------- loading

@@ -27,7 +27,7 @@ def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int
         from worldmodels.planet import PlaNet
 
         return PlaNet(cfg.model, action_dim=action_dim, image_shape=image_shape)
-    if cfg.method == "dreamerv2":
+    if cfg.method in ("dreamerv2", "lexa"):  # LEXA: DreamerV2's model with LexaModelConfig defaults
         from worldmodels.dreamer import DreamerV2
 
         return DreamerV2(cfg.model, action_dim=action_dim, image_shape=image_shape)
@@ -51,12 +51,16 @@ def make_model_optimizer(model_cfg, model: torch.nn.Module) -> torch.optim.Optim
 
 
 def uses_actor(cfg: RunConfig) -> bool:
-    """Whether the method learns a policy in imagination (DreamerV2) instead of planning (PlaNet)."""
-    return cfg.method == "dreamerv2"
+    """Whether the method learns a policy in imagination (DreamerV2, LEXA) instead of planning (PlaNet)."""
+    return cfg.method in ("dreamerv2", "lexa")
 
 
 def make_behaviour(cfg: RunConfig, model: WorldModel):
-    """The imagination actor-critic for methods that learn behaviour, else None."""
+    """The imagination actor-critic (DreamerV2), LEXA's explorer + achiever, or None (planning methods)."""
+    if cfg.method == "lexa":
+        from worldmodels.lexa_behaviour import LexaBehaviour
+
+        return LexaBehaviour(model, cfg.actor_critic, cfg.lexa, model_lr=cfg.model.learning_rate)
     if not uses_actor(cfg):
         return None
     from planners.actor_critic import ImaginationActorCritic
@@ -85,6 +89,8 @@ def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool 
     """
     from planners.agents import PlanningAgent, PolicyAgent
 
+    if cfg.method == "lexa":  # task-free: the explorer acts; goals go through behaviour.achiever_policy
+        return PolicyAgent(model, behaviour.explorer_policy(sample=explore))
     if behaviour is not None:
         return PolicyAgent(model, behaviour.act_fn(sample=explore))
     planner = make_planner(cfg, model, objective)

@@ -114,15 +114,11 @@ def side_by_side(observations: torch.Tensor, goal: torch.Tensor, upscale: int = 
     return frames.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _rollout_toward(env, agent, objective, goal_pixels: torch.Tensor, steps: int):
-    agent.reset(1)
-    objective.set_goal_pixels(goal_pixels[None].to(agent.model.device))
-    return env.rollout(max_steps=steps, policy=agent, auto_reset=True, break_when_any_done=True)
-
-
 def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | None = None,
                  video_path=None, resize: bool = False, device=None, metric: str | None = None) -> dict:  # fmt: skip
     """``worldmodels plan``: act toward a goal image; report the final latent distance (and success).
+
+    Planning methods plan toward the goal's latent (CEM/MPPI); LEXA runs act with their achiever.
 
     ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a
     goal task set, in which case success is measured from the true state.
@@ -130,7 +126,7 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
     from worldmodels.training import episode_frames, episode_steps, load_trained
     from worldmodels.viz import write_video
 
-    cfg, env, model, _ = load_trained(run_dir, device=device)
+    cfg, env, model, behaviour = load_trained(run_dir, device=device)
     goal_state_env = None
     if not Path(goal).exists() and ":" in goal:
         task_set, index = goal.split(":", 1)
@@ -140,9 +136,9 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
         goal_pixels = env.reset()[keys.GOAL_PIXELS]
     else:
         goal_pixels = load_goal_image(goal, model.image_shape, resize=resize)
-    agent, objective = goal_agent(cfg, model, planner, metric)
-    steps = steps or episode_steps(env)
-    rollout = _rollout_toward(env, agent, objective, goal_pixels, steps)
+    agent = goal_agent_factory(cfg, model, behaviour, planner, metric)(goal_pixels)
+    agent.reset(1)
+    rollout = env.rollout(max_steps=steps or episode_steps(env), policy=agent, auto_reset=True, break_when_any_done=True)
     frames = episode_frames(rollout)
     dist = latent_distances(model, frames, goal_pixels)
     result = {
@@ -186,30 +182,47 @@ def _goal_env(cfg, task_set: str, goal_index: int):
                          seed=cfg.seed + 20_000 + goal_index)  # fmt: skip
 
 
-def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None,
-                   video_dir=None, device=None, metric: str | None = None) -> dict:  # fmt: skip
-    """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state.
+def goal_agent_factory(cfg, model: WorldModel, behaviour=None, planner: str | None = None, metric: str | None = None):
+    """``agent_for(goal_pixels [C, H, W]) -> agent`` acting toward that goal image.
+
+    LEXA runs act with the achiever (goal-conditioned policy on the goal's embedding); every other
+    model plans toward the goal with :func:`goal_agent`'s latent-distance objective.
+    """
+    if cfg.method == "lexa":
+        from planners.agents import PolicyAgent
+
+        return lambda goal_pixels: PolicyAgent(model, behaviour.achiever_policy(goal_pixels))
+    agent, objective = goal_agent(cfg, model, planner, metric)
+
+    def agent_for(goal_pixels: torch.Tensor):
+        objective.set_goal_pixels(goal_pixels[None].to(model.device))
+        return agent
+
+    return agent_for
+
+
+def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int = 1, video_dir=None,
+                 progress: bool = True) -> dict:  # fmt: skip
+    """Act toward every goal of ``task_set`` (``episodes`` each) with ``agent_for(goal_pixels)``.
 
     ``success_rate`` is read at the episode's last step (LEXA's protocol); ``reached_rate`` counts
     an episode as a success if the goal was reached at any step (PLDM's protocol, whose episodes end
-    on success). With ``video_dir``, one video per goal shows the observation beside the goal image.
+    on success); ``final_distance`` is the true-state distance at the last step. With ``video_dir``,
+    one video per goal shows the observation beside the goal image.
     """
     from envs.goals import goal_names, num_goals
-    from worldmodels.training import episode_frames, episode_steps, load_trained
+    from worldmodels.training import collect_episode, episode_frames
     from worldmodels.viz import write_video
 
-    cfg, env, model, _ = load_trained(run_dir, device=device)
-    env.close()
     check_goal_set(cfg, task_set)
     names = goal_names(task_set)
     per_goal = []
-    for index in tqdm(range(num_goals(task_set)), desc=f"goals {task_set}"):
+    for index in tqdm(range(num_goals(task_set)), desc=f"goals {task_set}", disable=not progress):
         genv = _goal_env(cfg, task_set, index)
-        agent, objective = goal_agent(cfg, model, planner, metric)
         successes, reached, distances = [], [], []
         for episode in range(episodes):
             goal_pixels = genv.reset()[keys.GOAL_PIXELS]
-            rollout = _rollout_toward(genv, agent, objective, goal_pixels, episode_steps(genv))
+            rollout = collect_episode(genv, agent_for(goal_pixels))
             successes.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
             reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
             distances.append(float(-rollout[keys.NEXT, keys.REWARD][-1]))
@@ -225,5 +238,19 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
         "episodes_per_goal": episodes,
         "success_rate": float(np.mean([g["success_rate"] for g in per_goal])),
         "reached_rate": float(np.mean([g["reached_rate"] for g in per_goal])),
+        "final_distance": float(np.mean([g["final_distance"] for g in per_goal])),
         "per_goal": per_goal,
     }
+
+
+def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None,
+                   video_dir=None, device=None, metric: str | None = None) -> dict:  # fmt: skip
+    """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state
+    (see :func:`run_goal_set`); LEXA runs use their achiever, other runs plan toward the goal."""
+    from worldmodels.training import load_trained
+
+    cfg, env, model, behaviour = load_trained(run_dir, device=device)
+    env.close()
+    check_goal_set(cfg, task_set)
+    agent_for = goal_agent_factory(cfg, model, behaviour, planner, metric)
+    return run_goal_set(cfg, model, task_set, agent_for, episodes, video_dir)

@@ -318,6 +318,20 @@ class TemporalReward(nn.Module):
         return self.temporal.reward(features, _per_row(goal, features))
 
 
+class CosineEmbedReward(nn.Module):
+    """``reward_fn(model, states [N, H+1], goal_embed [N, E]) -> [N, H+1, 1]`` = cos(feat_t, feat_g) (lexa_cosine).
+
+    The achiever's goal input is the encoder embedding e_g (LEXA ``gc_input: embed``) for both rewards;
+    this reward maps it to feat_g with ``model.features_from_embed`` (LEXA ``get_init_feat_embed``) and
+    applies :func:`cosine_goal_reward`. No parameters.
+    """
+
+    def forward(self, model: WorldModel, states: TensorDict, goal: Tensor) -> Tensor:
+        with torch.no_grad():
+            goal_features = model.features_from_embed(goal)  # [N,F]
+        return cosine_goal_reward(model, states, goal_features)
+
+
 def _per_row(goal: Tensor, features: Tensor) -> Tensor:
     """Goal ``[N, G]`` -> ``[N, 1, G]`` broadcastable against features ``[N, H+1, F]``."""
     if goal.dim() != 2 or goal.shape[0] != features.shape[0]:
@@ -353,6 +367,7 @@ def cosine_goal_reward(model: WorldModel, states: TensorDict, goal_features: Ten
 
 __all__ = [
     "DisagreementEnsemble",
+    "CosineEmbedReward",
     "ExplorerReward",
     "TemporalDistance",
     "TemporalReward",

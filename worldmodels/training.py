@@ -206,7 +206,9 @@ def update(run: Run) -> dict:
     """One update of the world model on a replay batch, then of the behaviour learner (if any)."""
     batch = run.replay.sample()
     metrics, out = gradient_step(run.model, run.optimizer, run.cfg.model.grad_clip, batch, run.counters["updates"])
-    if run.behaviour is not None:
+    if run.cfg.method == "lexa":  # explorer + achiever from the batch's posteriors and embeddings
+        metrics.update({f"train/{k}": v for k, v in run.behaviour.update(out.posterior, out.embed).items()})
+    elif run.behaviour is not None:
         behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
         metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
     run.counters["updates"] += 1
@@ -302,7 +304,13 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                 run.logger.scalars(mean_metrics(history), env_steps)
             if cfg.log.openloop_every and episodes % cfg.log.openloop_every == 0 and history:
                 run.logger.scalars(log_imagination(run, env_steps), env_steps)
-            if tcfg.eval_every and episodes % tcfg.eval_every == 0 and run.counters["last_eval_episode"] != episodes:
+            if cfg.method == "lexa" and cfg.lexa.goal_eval_every and episodes % cfg.lexa.goal_eval_every == 0 \
+                    and run.counters["last_eval_episode"] != episodes:
+                from worldmodels.lexa_training import log_goal_success
+
+                postfix["success"] = f"{log_goal_success(run, env_steps):.2f}"
+                run.counters["last_eval_episode"] = episodes
+            elif tcfg.eval_every and episodes % tcfg.eval_every == 0 and run.counters["last_eval_episode"] != episodes:
                 evals_done = run.counters.get("evals", 0)
                 video = None
                 if cfg.log.video_every and evals_done % cfg.log.video_every == 0:
@@ -319,6 +327,10 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                 save_run(run)
             if episodes >= tcfg.total_episodes or out_of_time:
                 break
+            if cfg.method == "lexa":
+                from worldmodels.lexa_training import collect_agent as lexa_collect_agent
+
+                collect_agent, _ = lexa_collect_agent(run.behaviour, run.replay, episodes)
             rollout = collect_episode(run.env, collect_agent)
             run.replay.add_rollout(rollout)
             ret = episode_return(rollout)

@@ -1,0 +1,163 @@
+"""LEXA training: explorer + achiever updates on a real DreamerV2 (Gaussian) model, no task reward
+anywhere, goal-conditioned acting, and a tiny run end to end on the reacher goal set."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from worldmodels import checkpoint, keys
+from worldmodels.config import ActorCriticConfig, ConfigError, LexaConfig, LexaModelConfig, load_config
+from worldmodels.dreamer import DreamerV2
+from worldmodels.factory import make_model_optimizer
+from worldmodels.goal_planning import evaluate_goals
+from worldmodels.lexa_behaviour import LexaBehaviour
+from worldmodels.logger import read_metrics
+from worldmodels.training import checkpoint_path, gradient_step, train, updates_owed
+
+TINY_MODEL = LexaModelConfig(deter_dim=16, hidden_dim=16, stoch_dim=6, cnn_depth=4, mlp_layers=1, mlp_units=16)
+TINY_AC = ActorCriticConfig(horizon=4, layers=1, units=16)
+TINY_LEXA = LexaConfig(ensemble_members=3, ensemble_layers=1, ensemble_units=16, temporal_pairs=16)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(b: int = 3, t: int = 5, reward: float = 0.0) -> TensorDict:
+    gen = torch.Generator().manual_seed(0)
+    is_first = torch.zeros(b, t, 1, dtype=torch.bool)
+    is_first[:, 0] = True
+    return TensorDict(
+        {
+            keys.PIXELS: torch.randint(0, 256, (b, t, 3, 64, 64), dtype=torch.uint8, generator=gen),
+            keys.PREV_ACTION: torch.rand(b, t, 2, generator=gen) * 2 - 1,
+            keys.REWARD: torch.full((b, t, 1), reward),
+            keys.IS_FIRST: is_first,
+            keys.IS_TERMINAL: torch.zeros_like(is_first),
+        },
+        batch_size=[b, t],
+    )
+
+
+def _build(achiever_reward: str = "temporal"):
+    torch.manual_seed(0)
+    model = DreamerV2(TINY_MODEL, action_dim=2)
+    lexa = LexaConfig(**{**TINY_LEXA.__dict__, "achiever_reward": achiever_reward})
+    return model, make_model_optimizer(TINY_MODEL, model), LexaBehaviour(model, TINY_AC, lexa)
+
+
+def _params(*modules) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in modules for p in m.parameters()]
+
+
+@pytest.mark.parametrize("achiever_reward", ["temporal", "cosine"])
+def test_update_trains_every_learner_and_never_the_world_model(achiever_reward):
+    model, _, lexa = _build(achiever_reward)
+    batch = _batch()
+    out = model.loss(batch)
+    assert out.embed.shape == (3, 5, model.embed_dim)
+    model_before = _params(model)
+    learners = [lexa.ensemble, lexa.explorer.actor, lexa.explorer.critic, lexa.achiever.actor, lexa.achiever.critic]
+    if lexa.temporal is not None:
+        learners += [lexa.temporal.embed_head, lexa.temporal.distance_net]
+    before = [_params(m) for m in learners]
+    metrics = lexa.update(out.posterior, out.embed)
+    for name in ("ensemble/loss/disagreement", "explorer/imagine/reward", "achiever/imagine/reward"):
+        assert torch.isfinite(metrics[name]), name
+    if achiever_reward == "temporal":
+        assert torch.isfinite(metrics["temporal/loss/distance"]) and torch.isfinite(metrics["temporal/loss/embed"])
+        assert metrics["achiever/imagine/reward"] <= 0  # r = -D in [-1, 0]
+    else:
+        assert -1 <= float(metrics["achiever/imagine/reward"]) <= 1  # cosine
+    for module, old in zip(learners, before):
+        assert any(not torch.equal(a, b) for a, b in zip(old, module.parameters())), type(module).__name__
+    assert all(torch.equal(a, b) for a, b in zip(model_before, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_no_gradient_from_task_rewards():
+    """Two batches that differ only in their rewards give bit-identical world models and behaviours."""
+    results = []
+    for reward in (0.0, 123.0):
+        model, opt, lexa = _build()
+        torch.manual_seed(1)
+        _, out = gradient_step(model, opt, TINY_MODEL.grad_clip, _batch(reward=reward), 0)
+        lexa.update(out.posterior, out.embed)
+        results.append(_params(model, lexa))
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert not DreamerV2(TINY_MODEL, action_dim=2).has_reward  # nothing may plan or learn on its reward head
+
+
+def test_achiever_policy_takes_the_goal_image():
+    model, _, lexa = _build()
+    assert lexa.achiever.actor.net[0].in_features == model.feature_dim + model.embed_dim
+    features = torch.randn(1, model.feature_dim)
+    pixels = _batch()[keys.PIXELS]
+    a1 = lexa.achiever_policy(pixels[0, 0])(features)
+    a2 = lexa.achiever_policy(pixels[1, 3])(features)
+    assert a1.shape == (1, 2) and not torch.allclose(a1, a2)
+    assert torch.equal(lexa.achiever_policy(pixels[0, 0])(features), a1)  # mode: deterministic
+
+
+def test_config_defaults_and_refusals():
+    cfg = load_config(None, ["method=lexa"])
+    assert isinstance(cfg.model, LexaModelConfig)
+    assert (cfg.model.classes, cfg.model.stoch_dim, cfg.model.cnn_depth, cfg.model.kl_balance, cfg.model.kl_free) == (
+        0, 50, 32, 0.8, 1.0,
+    )  # fmt: skip
+    assert cfg.lexa.ensemble_members == 10 and cfg.lexa.explorer_every == 2
+    with pytest.raises(ConfigError, match="model.reward_scale"):
+        load_config(None, ["method=lexa", "model.reward_scale=1.0"])
+    with pytest.raises(ConfigError, match="goal task set"):
+        load_config(None, ["method=lexa", "lexa.goal_eval_every=2"])
+
+
+def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path):
+    cfg = load_config(None, [
+        "method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher",
+        "env.episode_length=16", "env.action_repeat=2",
+        "model.deter_dim=16", "model.hidden_dim=16", "model.stoch_dim=6", "model.cnn_depth=4",
+        "model.mlp_layers=1", "model.mlp_units=16",
+        "actor_critic.horizon=3", "actor_critic.layers=1", "actor_critic.units=16",
+        "lexa.ensemble_members=3", "lexa.ensemble_layers=1", "lexa.ensemble_units=16", "lexa.temporal_pairs=8",
+        "lexa.goal_eval_every=3",
+        "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
+        "train.seed_episodes=1", "train.total_episodes=3", "train.updates_per_episode=2", "train.eval_every=0",
+        "log.progress=false", "log.tensorboard=false", "device=cpu",
+    ])  # fmt: skip
+    run_dir = train(cfg, run_dir=tmp_path / "run")
+    records = read_metrics(run_dir)
+    assert any("train/explorer/imagine/reward" in r and "train/achiever/imagine/reward" in r for r in records)
+    success = [r["eval/goal_success"] for r in records if "eval/goal_success" in r]
+    assert len(success) == 1 and 0.0 <= success[0] <= 1.0
+    state = checkpoint.load(checkpoint_path(run_dir))
+    assert state["counters"]["updates"] == updates_owed(cfg, 3)
+    assert state["behaviour"]["_extra_state"]["ensemble_opt"]["state"], "ensemble optimiser not checkpointed"
+
+    result = evaluate_goals(run_dir, "reacher", episodes=1, video_dir=tmp_path / "videos")
+    assert len(result["per_goal"]) == 8 and 0.0 <= result["success_rate"] <= 1.0
+    assert all(g["final_distance"] >= 0 for g in result["per_goal"])
+    assert len(list((tmp_path / "videos").glob("goal_*.mp4"))) == 8
+    with pytest.raises(ValueError, match="domain"):
+        evaluate_goals(run_dir, "point_mass")
+
+
+def test_resumed_behaviour_state_matches(tmp_path):
+    model, _, lexa = _build()
+    out = model.loss(_batch())
+    lexa.update(out.posterior, out.embed)
+    clone = copy.deepcopy(lexa)
+    lexa.load_state_dict(clone.state_dict())
+    assert lexa.ensemble_opt.state_dict()["state"].keys() == clone.ensemble_opt.state_dict()["state"].keys()
+    fresh = _build()[2]
+    fresh.load_state_dict(lexa.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), lexa.parameters()))
+    assert fresh.temporal_opt.state_dict()["state"], "optimiser state not restored"

@@ -1,0 +1,164 @@
+"""LEXA's behaviour learners in one place: explorer, achiever and their reward networks (Mendonca et al. 2021).
+
+One :meth:`LexaBehaviour.update` per world-model update, on the same replay batch (``lexa/dreamer.py``
+``train`` + ``gcdreamer_imag.py``; methods.md 2.4 and 3.3)::
+
+    ensemble   f_k(sg feat_t) -> sg stoch_{t+1}, Gaussian NLL                 (Plan2Explore, lr 3e-4)
+    explorer   imagination actor-critic, r_t = log(mean_d std_k f_k(feat_t)[d])   (no task reward)
+    achiever   imagination actor-critic on [feat_t, e_g], goals e_g = the batch's own encoder
+               embeddings shuffled (``training_goals: batch``), reward
+                 temporal: r_t = -D(e_hat(feat_t), e_g)       D trained on imagined achiever rollouts
+                 cosine:   r_t = cos(feat_t, feat_g),  feat_g = posterior of e_g from the initial state
+    temporal   embed head e_hat(sg feat) -> sg embed (lr 3e-4); D on pairs of imagined states (lr 8e-5)
+
+The explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances (not
+forks); the world model is referenced, never trained here, and its reward head is never read.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor, nn
+
+from planners.actor_critic import ImaginationActorCritic
+from worldmodels import keys
+from worldmodels.config import ActorCriticConfig, LexaConfig
+from worldmodels.lexa import (
+    CosineEmbedReward,
+    DisagreementEnsemble,
+    ExplorerReward,
+    TemporalDistance,
+    TemporalReward,
+    shuffled_goals,
+)
+
+DISTANCE_STARTS = 64
+"""imagined achiever rollouts per temporal-distance update (256 pairs are drawn from them)"""
+
+
+def stoch_size(model) -> int:
+    """Flattened size of the model's stochastic state (categorical ``C x K`` -> ``C * K``)."""
+    cfg = model.config
+    return cfg.stoch_dim * max(1, cfg.classes)
+
+
+class LexaBehaviour(nn.Module):
+    """Explorer + achiever of LEXA on a frozen world model with ``embed`` / ``features_from_embed``.
+
+    Args:
+        model: a world model with ``embed(pixels) -> [N, E]``, ``embed_dim`` and ``features_from_embed``
+            (DreamerV2 / PlaNet); referenced, not registered (its parameters are not in this module).
+        ac_config: sizes and optimisers of both actor-critics (DreamerV2 / LEXA: 4 x 400, lr 8e-5).
+        config: :class:`LexaConfig`.
+        model_lr: learning rate of the embedding head (LEXA trains it with the model optimiser, 3e-4).
+
+    Shapes:
+        ``update(posterior [B, T], embed [B, T, E])``; goals for acting are embeddings ``[1, E]``.
+    """
+
+    def __init__(self, model, ac_config: ActorCriticConfig, config: LexaConfig, model_lr: float = 3e-4):
+        super().__init__()
+        self.__dict__["model"] = model
+        self.config = config
+        feat, embed = model.feature_dim, model.embed_dim
+        self.ensemble = DisagreementEnsemble.from_config(config, feat, stoch_size(model))
+        self.explorer = ImaginationActorCritic(
+            model, ac_config, reward_fn=ExplorerReward(self.ensemble, log=config.disag_log, scale=config.intrinsic_scale)
+        )
+        if config.achiever_reward == "temporal":
+            self.temporal = TemporalDistance.from_config(config, feat, embed)
+            achiever_reward: nn.Module = TemporalReward(self.temporal)
+        else:
+            self.temporal = None
+            achiever_reward = CosineEmbedReward()
+        self.achiever = ImaginationActorCritic(model, ac_config, reward_fn=achiever_reward, goal_dim=embed)
+        self.ensemble_opt = torch.optim.Adam(self.ensemble.parameters(), config.ensemble_lr, eps=ac_config.adam_eps)
+        self.temporal_opt = None
+        if self.temporal is not None:
+            self.temporal_opt = torch.optim.Adam(
+                [
+                    {"params": self.temporal.embed_head.parameters(), "lr": model_lr},
+                    {"params": self.temporal.distance_net.parameters(), "lr": config.distance_lr},
+                ],
+                eps=ac_config.adam_eps,
+            )
+        self.grad_clip = ac_config.grad_clip
+
+    # ------------------------------------------------------------------ training
+    def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor, params, clip: float = 100.0) -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        return norm.detach()
+
+    def update(self, posterior: TensorDict, embed: Tensor) -> TensorDict:
+        """One LEXA behaviour update on a replay batch's posteriors and encoder embeddings.
+
+        Args:
+            posterior: detached posterior states ``[B, T]`` (``LossOutput.posterior``).
+            embed: detached encoder embeddings ``[B, T, E]`` (``LossOutput.embed``).
+
+        Returns:
+            detached scalar metrics, prefixed ``explorer/``, ``achiever/``, ``ensemble/``, ``temporal/``.
+        """
+        model = self.model
+        if posterior.batch_dims != 2 or embed.shape[:2] != posterior.batch_size:
+            raise ValueError(
+                f"posterior must be [B, T] and embed [B, T, E]; got {list(posterior.batch_size)} and {list(embed.shape)}."
+            )
+        metrics: dict[str, Tensor] = {}
+        with torch.no_grad():
+            features = model.features(posterior)  # [B,T,F]
+        ens_loss, ens_metrics = self.ensemble.loss(features, posterior[keys.STOCH])
+        metrics["ensemble/grad_norm"] = self._step(self.ensemble_opt, ens_loss, self.ensemble.parameters())
+        metrics.update({f"ensemble/{k}": v for k, v in ens_metrics.items()})
+
+        start = posterior.reshape(-1)  # [N]
+        metrics.update({f"explorer/{k}": v for k, v in self.explorer.update(start).items()})
+        goals = shuffled_goals(embed)  # [N,E]
+        metrics.update({f"achiever/{k}": v for k, v in self.achiever.update(start, goal=goals).items()})
+
+        if self.temporal is not None:
+            embed_loss, embed_metrics = self.temporal.embed_loss(features, embed)
+            pick = torch.randperm(start.shape[0], device=embed.device)[:DISTANCE_STARTS]
+            with torch.no_grad():
+                states = self.achiever.imagine(start[pick], goals[pick]).states  # [n,H+1]
+                predicted = self.temporal.predict_embed(model.features(states))  # [n,H+1,E]
+            dist_loss, dist_metrics = self.temporal.distance_loss(predicted)
+            metrics["temporal/grad_norm"] = self._step(
+                self.temporal_opt, embed_loss + dist_loss, self.temporal.parameters(), self.grad_clip
+            )
+            for name, value in [*embed_metrics.items(), *dist_metrics.items()]:
+                metrics[f"temporal/{name}"] = value
+        return TensorDict(metrics, batch_size=[])
+
+    # ------------------------------------------------------------------ acting
+    def explorer_policy(self, sample: bool = True):
+        """``features [B, F] -> action [B, A]`` of the explorer (samples while collecting)."""
+        return self.explorer.act_fn(sample=sample)
+
+    @torch.no_grad()
+    def goal_embedding(self, goal_pixels: Tensor) -> Tensor:
+        """Encoder embedding of goal images. Shapes: uint8 ``[C, H, W]`` or ``[N, C, H, W]`` -> ``[N, E]``."""
+        if goal_pixels.dim() == 3:
+            goal_pixels = goal_pixels[None]
+        return self.model.embed(goal_pixels.to(self.model.device))
+
+    def achiever_policy(self, goal_pixels: Tensor, sample: bool = False):
+        """``features [1, F] -> action [1, A]`` of the achiever toward one goal image ``[C, H, W]``."""
+        return self.achiever.act_fn(sample=sample, goal=self.goal_embedding(goal_pixels))
+
+    # ------------------------------------------------------------------ checkpointing
+    def get_extra_state(self) -> dict:
+        state = {"ensemble_opt": self.ensemble_opt.state_dict()}
+        if self.temporal_opt is not None:
+            state["temporal_opt"] = self.temporal_opt.state_dict()
+        return state
+
+    def set_extra_state(self, state: dict) -> None:
+        self.ensemble_opt.load_state_dict(state["ensemble_opt"])
+        if self.temporal_opt is not None:
+            self.temporal_opt.load_state_dict(state["temporal_opt"])
+

@@ -1,0 +1,50 @@
+"""LEXA's pieces of the training loop (``worldmodels.training.train`` with ``method: lexa``).
+
+* :func:`collect_agent`: which policy collects the next episode -- the explorer, or the achiever
+  practising a goal image drawn from the replay (LEXA ``expl_every_ep``: they alternate).
+* :func:`log_goal_success`: every ``lexa.goal_eval_every`` episodes, the achiever's success rate on a
+  goal task set, measured from the true state and only logged (never a training signal).
+"""
+
+from __future__ import annotations
+
+from worldmodels import keys
+
+
+def collect_agent(behaviour, replay, episode_index: int):
+    """The agent for training episode ``episode_index``: the explorer on every ``explorer_every``-th
+    episode, otherwise the achiever toward an image drawn uniformly from the replay.
+
+    Returns:
+        ``(agent, kind)`` with kind ``"explorer"`` or ``"achiever"``.
+    """
+    from planners.agents import PolicyAgent
+
+    model = behaviour.model
+    if episode_index % behaviour.config.explorer_every == 0:
+        return PolicyAgent(model, behaviour.explorer_policy(sample=True)), "explorer"
+    goal = replay.sample(batch_size=1, sequence_length=1)[keys.PIXELS][0, 0]  # [C,H,W]
+    return PolicyAgent(model, behaviour.achiever_policy(goal, sample=True)), "achiever"
+
+
+def log_goal_success(run, step: int) -> float:
+    """Run the achiever on every goal of the configured goal set once; log and return the success rate.
+
+    Logged scalars: ``eval/goal_success`` (at the last step), ``eval/goal_reached`` (at any step),
+    ``eval/goal_distance`` (true-state distance at the last step, mean over goals).
+    """
+    from worldmodels.goal_planning import goal_agent_factory, run_goal_set
+
+    cfg = run.cfg
+    task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
+    agent_for = goal_agent_factory(cfg, run.model, run.behaviour)
+    result = run_goal_set(cfg, run.model, task_set, agent_for, episodes=1, progress=False)
+    run.logger.scalars(
+        {
+            "eval/goal_success": result["success_rate"],
+            "eval/goal_reached": result["reached_rate"],
+            "eval/goal_distance": result["final_distance"],
+        },
+        step,
+    )
+    return result["success_rate"]
