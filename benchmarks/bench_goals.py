@@ -1,8 +1,9 @@
-"""Goal reaching from pixels: train a small model for a wall-clock budget on a DMC task, then plan
-toward every goal image of a goal task set and print the success rate per goal, next to random
-actions from the same starts.
+"""Goal reaching from pixels: train a small model for a wall-clock budget on a DMC task, then act
+toward every goal image of a goal task set (planning toward the goal's latent, or LEXA's achiever)
+and print the success rate per goal, next to random actions from the same starts.
 
-    python benchmarks/bench_goals.py configs/planet_point_mass_cpu.yaml --task-set point_mass --minutes 10
+    python benchmarks/bench_goals.py configs/planet_reacher_cpu.yaml --task-set reacher --minutes 20
+    python benchmarks/bench_goals.py configs/lexa_reacher_cpu.yaml --task-set reacher --run-dir runs/lexa_reacher
 
 Success is measured from the true simulator state at the episode's last step (LEXA) and at any
 step ("reached", PLDM).
@@ -15,26 +16,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from envs.goals import goal_names, num_goals
-from worldmodels import keys
+from envs.goals import goal_names
 from worldmodels.config import load_config
-from worldmodels.goal_planning import _goal_env, evaluate_goals
-from worldmodels.training import collect_episode, load_trained, train
-
-
-def random_success(cfg, task_set: str) -> dict:
-    """Success of uniformly random actions on each goal (same env settings and seeds as the agent)."""
-    last, reached = [], []
-    for index in range(num_goals(task_set)):
-        env = _goal_env(cfg, task_set, index)
-        rollout = collect_episode(env)
-        last.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
-        reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
-        env.close()
-    return {"success_rate": float(np.mean(last)), "reached_rate": float(np.mean(reached))}
+from worldmodels.goal_planning import evaluate_goals, run_goal_set
+from worldmodels.training import load_trained, train
 
 
 def main() -> None:
@@ -44,6 +31,7 @@ def main() -> None:
     parser.add_argument("--task-set", default="point_mass")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance (planning methods)")
     parser.add_argument("--run-dir", default=None, help="reuse a trained run instead of training")
     args = parser.parse_args()
 
@@ -52,19 +40,21 @@ def main() -> None:
     else:
         cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
         run_dir = train(cfg, run_dir=args.run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg = load_trained(run_dir)[0]
+    cfg, env, model, _ = load_trained(run_dir)
+    env.close()
     torch.manual_seed(0)
-    agent = evaluate_goals(run_dir, args.task_set, episodes=1, planner=args.planner)
+    agent = evaluate_goals(run_dir, args.task_set, episodes=1, planner=args.planner, metric=args.metric)
     torch.manual_seed(0)
-    rand = random_success(cfg, args.task_set)
+    rand = run_goal_set(cfg, model, args.task_set, lambda goal_pixels: None)  # agent None: random actions
     names = goal_names(args.task_set)
-    print(f"\n{cfg.method} on {cfg.env.domain} pixels, goal set {args.task_set} ({len(names)} goals, 1 episode each)")
+    label = "achiever" if cfg.method == "lexa" else f"{cfg.planner}, {args.metric or 'default'} latent distance"
+    print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} ({len(names)} goals, 1 episode each)")
     print("| goal | agent success | agent reached | final distance |")
     print("|---|---|---|---|")
     for g in agent["per_goal"]:
         print(f"| {g['goal']} {g['name']} | {g['success_rate']:.0f} | {g['reached_rate']:.0f} | {g['final_distance']:.3f} |")
-    print(f"| **all (agent)** | {agent['success_rate']:.2f} | {agent['reached_rate']:.2f} | |")
-    print(f"| **all (random actions)** | {rand['success_rate']:.2f} | {rand['reached_rate']:.2f} | |")
+    print(f"| **all (agent)** | {agent['success_rate']:.2f} | {agent['reached_rate']:.2f} | {agent['final_distance']:.3f} |")
+    print(f"| **all (random actions)** | {rand['success_rate']:.2f} | {rand['reached_rate']:.2f} | {rand['final_distance']:.3f} |")
     (Path(run_dir) / "bench_goals.json").write_text(json.dumps({"agent": agent, "random": rand}, indent=2))
 
 
