@@ -43,7 +43,7 @@ def _eval(args) -> int:
         from worldmodels.goal_planning import evaluate_goals
 
         result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
-                                video_dir=args.video, device=args.device)
+                                video_dir=args.video, device=args.device, metric=args.metric)
         print(json.dumps(result, indent=2))
         return 0
     cfg, env, model, behaviour = load_trained(args.run_dir, device=args.device)
@@ -78,7 +78,7 @@ def _plan(args) -> int:
     from worldmodels.goal_planning import plan_to_goal
 
     result = plan_to_goal(args.run_dir, args.goal, planner=args.planner, steps=args.steps,
-                          video_path=args.video, resize=args.resize, device=args.device)
+                          video_path=args.video, resize=args.resize, device=args.device, metric=args.metric)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", help="write an mp4 (or, with --goals, a folder of per-goal videos)")
     p.add_argument("--goals", help="goal task set: point_mass, reacher, roboyoga_walker, roboyoga_quadruped")
     p.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    p.add_argument("--metric", choices=["cosine", "l2"], default=None,
+                   help="latent distance to the goal when planning (default: l2 for pldm, cosine otherwise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_eval)
@@ -139,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--goal", required=True, help="goal image (PNG/JPG), same size as the model's observations")
     p.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    p.add_argument("--metric", choices=["cosine", "l2"], default=None,
+                   help="latent distance to the goal when planning (default: l2 for pldm, cosine otherwise)")
     p.add_argument("--steps", type=int, default=None, help="agent steps to act (default: one episode)")
     p.add_argument("--video", help="mp4 of the observation beside the goal")
     p.add_argument("--resize", action="store_true", help="resize a goal image of another size to the model's")
