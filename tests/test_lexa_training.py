@@ -23,14 +23,6 @@ TINY_AC = ActorCriticConfig(horizon=4, layers=1, units=16)
 TINY_LEXA = LexaConfig(ensemble_members=3, ensemble_layers=1, ensemble_units=16, temporal_pairs=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batch(b: int = 3, t: int = 5, reward: float = 0.0) -> TensorDict:
     gen = torch.Generator().manual_seed(0)
     is_first = torch.zeros(b, t, 1, dtype=torch.bool)
