@@ -251,6 +251,5 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
 
     cfg, env, model, behaviour = load_trained(run_dir, device=device)
     env.close()
-    check_goal_set(cfg, task_set)
     agent_for = goal_agent_factory(cfg, model, behaviour, planner, metric)
     return run_goal_set(cfg, model, task_set, agent_for, episodes, video_dir)

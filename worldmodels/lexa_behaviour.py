@@ -37,18 +37,12 @@ DISTANCE_STARTS = 64
 """imagined achiever rollouts per temporal-distance update (256 pairs are drawn from them)"""
 
 
-def stoch_size(model) -> int:
-    """Flattened size of the model's stochastic state (categorical ``C x K`` -> ``C * K``)."""
-    cfg = model.config
-    return cfg.stoch_dim * max(1, cfg.classes)
-
-
 class LexaBehaviour(nn.Module):
     """Explorer + achiever of LEXA on a frozen world model with ``embed`` / ``features_from_embed``.
 
     Args:
-        model: a world model with ``embed(pixels) -> [N, E]``, ``embed_dim`` and ``features_from_embed``
-            (DreamerV2 / PlaNet); referenced, not registered (its parameters are not in this module).
+        model: an RSSM world model (``embed(pixels) -> [N, E]``, ``embed_dim``, ``features_from_embed``,
+            ``rssm.stoch.flat_dim``; DreamerV2 / PlaNet); referenced, not registered (its parameters are not in this module).
         ac_config: sizes and optimisers of both actor-critics (DreamerV2 / LEXA: 4 x 400, lr 8e-5).
         config: :class:`LexaConfig`.
         model_lr: learning rate of the embedding head (LEXA trains it with the model optimiser, 3e-4).
@@ -62,7 +56,7 @@ class LexaBehaviour(nn.Module):
         self.__dict__["model"] = model
         self.config = config
         feat, embed = model.feature_dim, model.embed_dim
-        self.ensemble = DisagreementEnsemble.from_config(config, feat, stoch_size(model))
+        self.ensemble = DisagreementEnsemble.from_config(config, feat, model.rssm.stoch.flat_dim)
         self.explorer = ImaginationActorCritic(
             model, ac_config, reward_fn=ExplorerReward(self.ensemble, log=config.disag_log, scale=config.intrinsic_scale)
         )

@@ -16,15 +16,15 @@ def collect_agent(behaviour, replay, episode_index: int):
     episode, otherwise the achiever toward an image drawn uniformly from the replay.
 
     Returns:
-        ``(agent, kind)`` with kind ``"explorer"`` or ``"achiever"``.
+        a :class:`planners.agents.PolicyAgent`.
     """
     from planners.agents import PolicyAgent
 
     model = behaviour.model
     if episode_index % behaviour.config.explorer_every == 0:
-        return PolicyAgent(model, behaviour.explorer_policy(sample=True)), "explorer"
+        return PolicyAgent(model, behaviour.explorer_policy(sample=True))
     goal = replay.sample(batch_size=1, sequence_length=1)[keys.PIXELS][0, 0]  # [C,H,W]
-    return PolicyAgent(model, behaviour.achiever_policy(goal, sample=True)), "achiever"
+    return PolicyAgent(model, behaviour.achiever_policy(goal, sample=True))
 
 
 def log_goal_success(run, step: int) -> float:

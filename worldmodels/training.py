@@ -206,10 +206,11 @@ def update(run: Run) -> dict:
     """One update of the world model on a replay batch, then of the behaviour learner (if any)."""
     batch = run.replay.sample()
     metrics, out = gradient_step(run.model, run.optimizer, run.cfg.model.grad_clip, batch, run.counters["updates"])
-    if run.cfg.method == "lexa":  # explorer + achiever from the batch's posteriors and embeddings
-        metrics.update({f"train/{k}": v for k, v in run.behaviour.update(out.posterior, out.embed).items()})
-    elif run.behaviour is not None:
-        behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
+    if run.behaviour is not None:
+        if run.cfg.method == "lexa":  # explorer + achiever from the batch's posteriors and embeddings
+            behaviour_metrics = run.behaviour.update(out.posterior, out.embed)
+        else:
+            behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
         metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
     run.counters["updates"] += 1
     return metrics
@@ -330,7 +331,7 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
             if cfg.method == "lexa":
                 from worldmodels.lexa_training import collect_agent as lexa_collect_agent
 
-                collect_agent, _ = lexa_collect_agent(run.behaviour, run.replay, episodes)
+                collect_agent = lexa_collect_agent(run.behaviour, run.replay, episodes)
             rollout = collect_episode(run.env, collect_agent)
             run.replay.add_rollout(rollout)
             ret = episode_return(rollout)
