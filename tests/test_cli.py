@@ -79,6 +79,22 @@ def test_plan_on_goal_task_reports_success(run_dir, capsys):
     assert isinstance(result["success"], bool) and result["final_goal_distance"] >= 0
 
 
+def test_plan_metric_flag_reaches_the_goal_objective(run_dir, capsys, monkeypatch):
+    import worldmodels.goal_planning as goal_planning
+
+    seen, original = [], goal_planning.goal_agent
+
+    def recording_goal_agent(cfg, model, planner=None, metric=None):
+        seen.append(metric)
+        agent, objective = original(cfg, model, planner, metric)
+        assert objective.metric == "l2"
+        return agent, objective
+
+    monkeypatch.setattr(goal_planning, "goal_agent", recording_goal_agent)
+    assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "2", "--metric", "l2"]) == 0
+    assert seen == ["l2"]
+
+
 def test_eval_goals_reports_per_goal_success(run_dir, capsys):
     assert main(["eval", str(run_dir), "--goals", "point_mass", "--episodes", "1"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ import torch
 from tensordict import TensorDict
 
 from worldmodels import checkpoint, keys
+from worldmodels.cli import main
 from worldmodels.config import ActorCriticConfig, ConfigError, LexaConfig, LexaModelConfig, load_config
 from worldmodels.dreamer import DreamerV2
 from worldmodels.factory import make_model_optimizer
@@ -112,7 +113,7 @@ def test_config_defaults_and_refusals():
         load_config(None, ["method=lexa", "lexa.goal_eval_every=2"])
 
 
-def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path):
+def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
     cfg = load_config(None, [
         "method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher",
         "env.episode_length=16", "env.action_repeat=2",
@@ -140,6 +141,8 @@ def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path):
     assert len(list((tmp_path / "videos").glob("goal_*.mp4"))) == 8
     with pytest.raises(ValueError, match="domain"):
         evaluate_goals(run_dir, "point_mass")
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 2  # no task reward: eval needs --goals
+    assert "pass --goals TASKSET" in capsys.readouterr().err
 
 
 def test_resumed_behaviour_state_matches(tmp_path):
