@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--planner", choices=["cem", "mppi"], default=None)
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance (planning methods)")
     parser.add_argument("--run-dir", default=None, help="reuse a trained run instead of training")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes per goal, for agent and random actions")
     args = parser.parse_args()
 
     if args.run_dir and (Path(args.run_dir) / "checkpoints" / "latest.pt").exists():
@@ -43,18 +44,24 @@ def main() -> None:
     cfg, env, model, _ = load_trained(run_dir)
     env.close()
     torch.manual_seed(0)
-    agent = evaluate_goals(run_dir, args.task_set, episodes=1, planner=args.planner, metric=args.metric)
+    agent = evaluate_goals(run_dir, args.task_set, episodes=args.episodes, planner=args.planner, metric=args.metric)
     torch.manual_seed(0)
-    rand = run_goal_set(cfg, model, args.task_set, lambda goal_pixels: None)  # agent None: random actions
+    rand = run_goal_set(cfg, model, args.task_set, lambda goal_pixels: None, args.episodes)  # None: random actions
     names = goal_names(args.task_set)
     label = "achiever" if cfg.method == "lexa" else f"{cfg.planner}, {args.metric or 'default'} latent distance"
-    print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} ({len(names)} goals, 1 episode each)")
-    print("| goal | agent success | agent reached | final distance |")
-    print("|---|---|---|---|")
+    print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} "
+          f"({len(names)} goals, {args.episodes} episode(s) each); distances from the true state")
+    columns = ("success_rate", "reached_rate", "moved_closer_rate", "initial_distance", "min_distance", "final_distance")
+    print("| goal | success (last step) | reached (any step) | ended closer | start dist | closest | final dist |")
+    print("|---|---|---|---|---|---|---|")
+
+    def row(label: str, result: dict) -> str:
+        return f"| {label} | " + " | ".join(f"{result[c]:.3f}" if "distance" in c else f"{result[c]:.2f}" for c in columns) + " |"
+
     for g in agent["per_goal"]:
-        print(f"| {g['goal']} {g['name']} | {g['success_rate']:.0f} | {g['reached_rate']:.0f} | {g['final_distance']:.3f} |")
-    print(f"| **all (agent)** | {agent['success_rate']:.2f} | {agent['reached_rate']:.2f} | {agent['final_distance']:.3f} |")
-    print(f"| **all (random actions)** | {rand['success_rate']:.2f} | {rand['reached_rate']:.2f} | {rand['final_distance']:.3f} |")
+        print(row(f"{g['goal']} {g['name']}", g))
+    print(row("**all (agent)**", agent))
+    print(row("**all (random actions)**", rand))
     (Path(run_dir) / "bench_goals.json").write_text(json.dumps({"agent": agent, "random": rand}, indent=2))
 
 

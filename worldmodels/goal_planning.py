@@ -201,16 +201,23 @@ def goal_agent_factory(cfg, model: WorldModel, behaviour=None, planner: str | No
     return agent_for
 
 
+_EPISODE_STATS = ("success_rate", "reached_rate", "initial_distance", "min_distance", "final_distance",
+                  "moved_closer_rate")
+"""Per-episode measures :func:`run_goal_set` averages per goal and overall."""
+
+
 def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int = 1, video_dir=None,
                  progress: bool = True) -> dict:  # fmt: skip
     """Act toward every goal of ``task_set`` (``episodes`` each) with ``agent_for(goal_pixels)``.
 
     ``success_rate`` is read at the episode's last step (LEXA's protocol); ``reached_rate`` counts
     an episode as a success if the goal was reached at any step (PLDM's protocol, whose episodes end
-    on success); ``final_distance`` is the true-state distance at the last step. With ``video_dir``,
-    one video per goal shows the observation beside the goal image.
+    on success). True-state distances to the goal: ``initial_distance`` at reset, ``min_distance``
+    the closest approach, ``final_distance`` at the last step; ``moved_closer_rate`` is the fraction
+    of episodes that end closer than they started. With ``video_dir``, one video per goal shows the
+    observation beside the goal image.
     """
-    from envs.goals import goal_names, num_goals
+    from envs.goals import goal_distance, goal_names, num_goals
     from worldmodels.training import collect_episode, episode_frames
     from worldmodels.viz import write_video
 
@@ -219,28 +226,27 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
     per_goal = []
     for index in tqdm(range(num_goals(task_set)), desc=f"goals {task_set}", disable=not progress):
         genv = _goal_env(cfg, task_set, index)
-        successes, reached, distances = [], [], []
+        stats = {name: [] for name in _EPISODE_STATS}
         for episode in range(episodes):
             goal_pixels = genv.reset()[keys.GOAL_PIXELS]
             rollout = collect_episode(genv, agent_for(goal_pixels))
-            successes.append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
-            reached.append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
-            distances.append(float(-rollout[keys.NEXT, keys.REWARD][-1]))
+            goal_state = rollout[keys.GOAL_STATE][0]
+            start = goal_distance(task_set, rollout[keys.STATE][0], goal_state, index)
+            path = goal_distance(task_set, rollout[keys.NEXT, keys.STATE], goal_state, index)
+            stats["success_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
+            stats["reached_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
+            stats["initial_distance"].append(float(start))
+            stats["min_distance"].append(float(path.min()))
+            stats["final_distance"].append(float(path[-1]))
+            stats["moved_closer_rate"].append(bool(path[-1] < start))
             if video_dir and episode == 0:
                 Path(video_dir).mkdir(parents=True, exist_ok=True)
                 frames = side_by_side(episode_frames(rollout), goal_pixels)
                 write_video(frames, Path(video_dir) / f"goal_{index:02d}_{names[index]}.mp4", fps=20)
         genv.close()
-        per_goal.append({"goal": index, "name": names[index], "success_rate": float(np.mean(successes)),
-                         "reached_rate": float(np.mean(reached)), "final_distance": float(np.mean(distances))})  # fmt: skip
-    return {
-        "task_set": task_set,
-        "episodes_per_goal": episodes,
-        "success_rate": float(np.mean([g["success_rate"] for g in per_goal])),
-        "reached_rate": float(np.mean([g["reached_rate"] for g in per_goal])),
-        "final_distance": float(np.mean([g["final_distance"] for g in per_goal])),
-        "per_goal": per_goal,
-    }
+        per_goal.append({"goal": index, "name": names[index], **{k: float(np.mean(v)) for k, v in stats.items()}})
+    overall = {k: float(np.mean([g[k] for g in per_goal])) for k in _EPISODE_STATS}
+    return {"task_set": task_set, "episodes_per_goal": episodes, **overall, "per_goal": per_goal}
 
 
 def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None,
