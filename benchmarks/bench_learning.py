@@ -4,7 +4,8 @@ eval return over N episodes with a random policy's on the same task, and print a
     python benchmarks/bench_learning.py configs/planet_cheetah_cpu.yaml --minutes 30 --episodes 5
 
 The training run is an ordinary run directory (resumable, inspectable with ``worldmodels
-imagine``). Prints: random mean +- std, trained mean +- std, their ratio, episodes and updates done.
+imagine``); ``--run-dir`` of an existing run (e.g. one extended with ``worldmodels train --resume``)
+evaluates it without training. Prints: random mean +- std, trained mean +- std, their ratio, episodes and updates done.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--episodes", type=int, default=5, help="eval episodes for both policies")
-    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--run-dir", default=None, help="an existing run is evaluated as it is (no training)")
     args = parser.parse_args()
 
-    cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
     run_dir = Path(args.run_dir or f"runs/bench_learning_{Path(args.config).stem}_{time.strftime('%Y%m%d-%H%M%S')}")
-    started = time.time()
-    train(cfg, run_dir=run_dir)
-    train_minutes = (time.time() - started) / 60
+    if not checkpoint_path(run_dir).exists():
+        cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
+        train(cfg, run_dir=run_dir)
 
     cfg, env, model, behaviour = load_trained(run_dir)
     torch.manual_seed(1234)
@@ -54,6 +54,7 @@ def main() -> None:
     env.close()
     rand = random_returns(cfg, args.episodes, seed=1234)
     counters = checkpoint.load(checkpoint_path(run_dir))["counters"]
+    train_minutes = counters["train_seconds"] / 60
 
     def fmt(values):
         return f"{statistics.fmean(values):8.1f} +- {statistics.pstdev(values):6.1f}"

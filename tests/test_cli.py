@@ -77,6 +77,8 @@ def test_plan_on_goal_task_reports_success(run_dir, capsys):
     assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert isinstance(result["success"], bool) and result["final_goal_distance"] >= 0
+    assert 0 < result["initial_goal_distance"] < 0.75  # point_mass arena is +-0.3 m
+    assert result["success"] == (result["final_goal_distance"] < 0.03)
 
 
 def test_plan_metric_flag_reaches_the_goal_objective(run_dir, capsys, monkeypatch):

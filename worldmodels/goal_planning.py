@@ -148,9 +148,14 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
         "initial_l2": float(dist["l2"][0]),
         "final_l2": float(dist["l2"][-1]),
     }
-    if goal_state_env is not None:
+    if goal_state_env is not None:  # true-state distances, as in run_goal_set
+        from envs.goals import goal_distance
+
+        task_set, index = goal_state_env.task_set, goal_state_env.current_goal_index
+        goal_state = rollout[keys.GOAL_STATE][0]
         result["success"] = bool(rollout[keys.NEXT, keys.SUCCESS][-1])
-        result["final_goal_distance"] = float(-rollout[keys.NEXT, keys.REWARD][-1])
+        result["initial_goal_distance"] = float(goal_distance(task_set, rollout[keys.STATE][0], goal_state, index))
+        result["final_goal_distance"] = float(goal_distance(task_set, rollout[keys.NEXT, keys.STATE][-1], goal_state, index))
     if video_path:
         result["video"] = str(write_video(side_by_side(frames, goal_pixels), video_path, fps=20))
     env.close()
