@@ -48,7 +48,7 @@ def main() -> None:
     torch.manual_seed(0)
     rand = run_goal_set(cfg, model, args.task_set, lambda goal_pixels: None, args.episodes)  # None: random actions
     names = goal_names(args.task_set)
-    label = "achiever" if cfg.method == "lexa" else f"{cfg.planner}, {args.metric or 'default'} latent distance"
+    label = "achiever" if cfg.method == "lexa" else f"{args.planner or cfg.planner}, {args.metric or 'default'} latent distance"
     print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} "
           f"({len(names)} goals, {args.episodes} episode(s) each); distances from the true state")
     columns = ("success_rate", "reached_rate", "moved_closer_rate", "initial_distance", "min_distance", "final_distance")
