@@ -120,6 +120,47 @@ def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_path, monkeypatch):
+    import worldmodels.training as training
+
+    original, calls = training.update, {"n": 0}
+
+    def interrupted_after_two(run):
+        out = original(run)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C arrived during the second update
+        return out
+
+    monkeypatch.setattr(training, "update", interrupted_after_two)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config("train.eval_every=0"), run_dir=run_dir)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    state = checkpoint.load(checkpoint_path(run_dir))
+    assert state["counters"]["updates"] == 2 < updates_owed(tiny_config(), 2)  # saved mid catch-up
+    assert _replay_snapshot(run_dir)[0] == 2
+
+    monkeypatch.setattr(training, "update", original)
+    train(run_dir=run_dir, resume=True)
+    final = checkpoint.load(checkpoint_path(run_dir))
+    assert final["counters"]["updates"] == updates_owed(tiny_config(), 4) and final["counters"]["episodes"] == 4
+
+
+def test_time_budget_cuts_owed_updates_short_and_resume_makes_them_up(tmp_path):
+    import dataclasses
+
+    from worldmodels.config import save_config
+
+    cfg = tiny_config("train.eval_every=0", "train.total_episodes=2", "train.updates_per_episode=20",
+                      "train.max_minutes=1e-6")  # fmt: skip
+    run_dir = train(cfg, run_dir=tmp_path / "run")
+    assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] < updates_owed(cfg, 2) == 20
+    save_config(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=0.0)), run_dir / "config.yaml")
+    train(run_dir=run_dir, resume=True)
+    assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] == 20
+
+
 def test_openloop_and_eval_video_logged_during_training(tmp_path):
     cfg = tiny_config(
         "train.total_episodes=3", "train.eval_every=3", "log.video_every=1", "log.tensorboard=true",

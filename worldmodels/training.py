@@ -14,7 +14,9 @@ under ``torch.inference_mode`` (inside the agent); ``update`` only touches repla
 from __future__ import annotations
 
 import math
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,36 @@ from worldmodels.replay import SequenceReplay
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN/inf; the last good state was checkpointed."""
+
+
+class StopRequest:
+    """Turns SIGINT / SIGTERM into a flag that the loop checks between updates and episodes.
+
+    Ctrl-C (or a scheduler's SIGTERM) then checkpoints the run at a consistent point -- never in the
+    middle of an optimiser step -- and ends it with ``KeyboardInterrupt``; a second Ctrl-C stops at
+    once. Outside the main thread (where handlers cannot be installed) it is a no-op flag.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 @dataclass
@@ -286,23 +318,35 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
     bar = tqdm(total=tcfg.total_episodes, initial=run.replay.episodes_added, desc=f"{cfg.method}",
                disable=not cfg.log.progress, dynamic_ncols=True, unit="ep")
     postfix: dict = {}
+
+    def must_stop() -> bool:
+        out_of_time = tcfg.max_minutes > 0 and time.time() - started > 60 * tcfg.max_minutes
+        return out_of_time or stop.requested
+
+    stop = StopRequest().install()
     try:
         while True:
             episodes = run.replay.episodes_added
             env_steps = (run.replay.rows_added - episodes) * run.env.action_repeat
             if episodes < tcfg.seed_episodes:
+                if stop.requested:  # every finished episode is already on disk
+                    raise KeyboardInterrupt("training stopped by a signal during the seed episodes")
                 rollout = collect_episode(run.env, None)
                 run.replay.add_rollout(rollout)
                 run.logger.scalars({"train/episode/return": episode_return(rollout)}, env_steps)
                 bar.update(1)
                 continue
             history = []
-            while run.counters["updates"] < updates_owed(cfg, episodes):
-                history.append(update(run))
+            while run.counters["updates"] < updates_owed(cfg, episodes) and not must_stop():
+                history.append(update(run))  # owed updates cut short here are made up on resume
                 if len(history) % 10 == 0:
                     bar.set_postfix(postfix | {"loss": f"{float(history[-1]['train/loss/total']):.1f}"}, refresh=True)
             if history:
                 run.logger.scalars(mean_metrics(history), env_steps)
+            if stop.requested:  # skip evals: checkpoint now
+                run.counters["train_seconds"] = time.time() - started
+                save_run(run)
+                raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
             if cfg.log.openloop_every and episodes % cfg.log.openloop_every == 0 and history:
                 run.logger.scalars(log_imagination(run, env_steps), env_steps)
             if cfg.method == "lexa" and cfg.lexa.goal_eval_every and episodes % cfg.lexa.goal_eval_every == 0 \
@@ -323,10 +367,12 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                 run.logger.scalars({"eval/episode/return": result["mean"], "eval/episode/return_std": result["std"]}, env_steps)
                 postfix["eval"] = f"{result['mean']:.0f}"
             run.counters["train_seconds"] = time.time() - started
-            out_of_time = tcfg.max_minutes > 0 and run.counters["train_seconds"] > 60 * tcfg.max_minutes
-            if episodes % tcfg.checkpoint_every == 0 or episodes >= tcfg.total_episodes or out_of_time:
+            stopping = must_stop()
+            if episodes % tcfg.checkpoint_every == 0 or episodes >= tcfg.total_episodes or stopping:
                 save_run(run)
-            if episodes >= tcfg.total_episodes or out_of_time:
+            if stop.requested:
+                raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
+            if episodes >= tcfg.total_episodes or stopping:
                 break
             if cfg.method == "lexa":
                 from worldmodels.lexa_training import collect_agent as lexa_collect_agent
@@ -343,6 +389,7 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
         save_run(run)
         raise
     finally:
+        stop.restore()
         bar.close()
         run.logger.close()
         run.env.close()
