@@ -241,6 +241,29 @@ def test_train_offline_writes_a_loadable_checkpoint_and_resumes(tmp_path):
         train_offline(cfg, run_dir)
 
 
+def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, monkeypatch):
+    import signal
+
+    from worldmodels import checkpoint, offline_training
+
+    original, calls = offline_training.gradient_step, {"n": 0}
+
+    def interrupted_on_third(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(offline_training, "gradient_step", interrupted_on_third)
+    cfg = _tiny_run_config(tmp_path, updates=8, extra=["env.episode_length=3", "offline.checkpoint_every=100",
+                                                       "offline.eval_episodes=0"])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        offline_training.train_offline(cfg, tmp_path / "run")
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "latest.pt")["counters"]["updates"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ----------------------------------------------------------------------------- goal reaching
 
 

@@ -28,7 +28,15 @@ from worldmodels.config import RunConfig
 from worldmodels.datasets import OfflineSequenceDataset, load_dataset
 from worldmodels.factory import make_model, make_model_optimizer, resolve_device
 from worldmodels.logger import Logger
-from worldmodels.training import TrainingDiverged, checkpoint_path, gradient_step, mean_metrics, prepare, save_state
+from worldmodels.training import (
+    StopRequest,
+    TrainingDiverged,
+    checkpoint_path,
+    gradient_step,
+    mean_metrics,
+    prepare,
+    save_state,
+)
 from worldmodels.two_rooms_eval import evaluate_goal_reaching
 
 __all__ = ["train_offline", "evaluate_goal_reaching", "ensure_dataset"]
@@ -106,6 +114,7 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
     bar = tqdm(total=ocfg.updates, initial=counters["updates"], desc=f"{cfg.method} offline",
                disable=not cfg.log.progress, dynamic_ncols=True, unit="upd")  # fmt: skip
     history: list[dict] = []
+    stop = StopRequest().install()
     try:
         while counters["updates"] < ocfg.updates:
             batch = data.sample(rcfg.batch_size, rcfg.sequence_length, device=device)  # [B,T]
@@ -124,9 +133,11 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
                     bar.set_postfix({"success": f"{result['success_rate']:.2f}"}, refresh=False)
             counters["train_seconds"] = time.time() - started
             out_of_time = cfg.train.max_minutes > 0 and counters["train_seconds"] > 60 * cfg.train.max_minutes
-            if step % ocfg.checkpoint_every == 0 or step == ocfg.updates or out_of_time:
+            if step % ocfg.checkpoint_every == 0 or step == ocfg.updates or out_of_time or stop.requested:
                 save_state(run_dir, cfg, model, optimizer, None, dict(counters, episodes=0))
             bar.update(1)
+            if stop.requested:
+                raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
             if out_of_time:
                 break
         if counters["last_eval_update"] != counters["updates"]:
@@ -137,6 +148,7 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
         save_state(run_dir, cfg, model, optimizer, None, dict(counters, episodes=0))
         raise
     finally:
+        stop.restore()
         bar.close()
         logger.close()
     return run_dir
