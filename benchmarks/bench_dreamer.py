@@ -57,7 +57,6 @@ from torch import nn
 
 from benchmarks import bench_model
 from planners.actor_critic import ImaginationActorCritic
-from worldmodels import keys
 from worldmodels.config import ActorCriticConfig, DreamerConfig, PlaNetConfig
 from worldmodels.dreamer import DreamerV2
 from worldmodels.factory import make_model_optimizer
@@ -98,19 +97,7 @@ def planet_dims(cfg: PlaNetConfig) -> Dims:
 
 
 def _batch(b: int, t: int, action_dim: int, device: torch.device) -> TensorDict:
-    g = torch.Generator().manual_seed(0)
-    is_first = torch.zeros(b, t, 1, dtype=torch.bool)
-    is_first[:, 0] = True
-    return TensorDict(
-        {
-            keys.PIXELS: torch.randint(0, 256, (b, t, 3, 64, 64), dtype=torch.uint8, generator=g),
-            keys.PREV_ACTION: torch.rand(b, t, action_dim, generator=g) * 2 - 1,
-            keys.REWARD: torch.rand(b, t, 1, generator=g),
-            keys.IS_FIRST: is_first,
-            keys.IS_TERMINAL: torch.zeros_like(is_first),
-        },
-        batch_size=[b, t],
-    ).to(device)
+    return bench_model.random_batch(b, t, action_dim).to(device)
 
 
 def _sync(device: torch.device) -> None:

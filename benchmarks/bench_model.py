@@ -46,25 +46,31 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 ACTION_DIM = 6
 
 
-def build_ours(b: int, t: int):
+def random_batch(b: int, t: int, action_dim: int) -> TensorDict:
+    """A fixed-seed replay-shaped batch ``[B, T]``: 64x64 uint8 pixels, actions in [-1, 1], rewards."""
     from worldmodels import keys
-    from worldmodels.config import PlaNetConfig
-    from worldmodels.planet import PlaNet
 
-    model = PlaNet(PlaNetConfig(), ACTION_DIM)
     g = torch.Generator().manual_seed(0)
     is_first = torch.zeros(b, t, 1, dtype=torch.bool)
     is_first[:, 0] = True
-    batch = TensorDict(
+    return TensorDict(
         {
             keys.PIXELS: torch.randint(0, 256, (b, t, 3, 64, 64), dtype=torch.uint8, generator=g),
-            keys.PREV_ACTION: torch.rand(b, t, ACTION_DIM, generator=g) * 2 - 1,
+            keys.PREV_ACTION: torch.rand(b, t, action_dim, generator=g) * 2 - 1,
             keys.REWARD: torch.rand(b, t, 1, generator=g),
             keys.IS_FIRST: is_first,
             keys.IS_TERMINAL: torch.zeros_like(is_first),
         },
         batch_size=[b, t],
     )
+
+
+def build_ours(b: int, t: int):
+    from worldmodels.config import PlaNetConfig
+    from worldmodels.planet import PlaNet
+
+    model = PlaNet(PlaNetConfig(), ACTION_DIM)
+    batch = random_batch(b, t, ACTION_DIM)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
 
     def update():

@@ -148,14 +148,11 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
         "initial_l2": float(dist["l2"][0]),
         "final_l2": float(dist["l2"][-1]),
     }
-    if goal_state_env is not None:  # true-state distances, as in run_goal_set
-        from envs.goals import goal_distance
-
-        task_set, index = goal_state_env.task_set, goal_state_env.current_goal_index
-        goal_state = rollout[keys.GOAL_STATE][0]
+    if goal_state_env is not None:
+        start, path = true_goal_distances(goal_state_env.task_set, rollout, goal_state_env.current_goal_index)
         result["success"] = bool(rollout[keys.NEXT, keys.SUCCESS][-1])
-        result["initial_goal_distance"] = float(goal_distance(task_set, rollout[keys.STATE][0], goal_state, index))
-        result["final_goal_distance"] = float(goal_distance(task_set, rollout[keys.NEXT, keys.STATE][-1], goal_state, index))
+        result["initial_goal_distance"] = float(start)
+        result["final_goal_distance"] = float(path[-1])
     if video_path:
         result["video"] = str(write_video(side_by_side(frames, goal_pixels), video_path, fps=20))
     env.close()
@@ -206,6 +203,15 @@ def goal_agent_factory(cfg, model: WorldModel, behaviour=None, planner: str | No
     return agent_for
 
 
+def true_goal_distances(task_set: str, rollout, goal_index: int | None) -> tuple[float, np.ndarray]:
+    """Simulator-state distance to the episode's goal: at reset (float) and after each step ``[T]``."""
+    from envs.goals import goal_distance
+
+    goal_state = rollout[keys.GOAL_STATE][0]
+    start = float(goal_distance(task_set, rollout[keys.STATE][0], goal_state, goal_index))
+    return start, goal_distance(task_set, rollout[keys.NEXT, keys.STATE], goal_state, goal_index)
+
+
 _EPISODE_STATS = ("success_rate", "reached_rate", "initial_distance", "min_distance", "final_distance",
                   "moved_closer_rate")
 """Per-episode measures :func:`run_goal_set` averages per goal and overall."""
@@ -222,7 +228,7 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
     of episodes that end closer than they started. With ``video_dir``, one video per goal shows the
     observation beside the goal image.
     """
-    from envs.goals import goal_distance, goal_names, num_goals
+    from envs.goals import goal_names, num_goals
     from worldmodels.training import collect_episode, episode_frames
     from worldmodels.viz import write_video
 
@@ -235,9 +241,7 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
         for episode in range(episodes):
             goal_pixels = genv.reset()[keys.GOAL_PIXELS]
             rollout = collect_episode(genv, agent_for(goal_pixels))
-            goal_state = rollout[keys.GOAL_STATE][0]
-            start = goal_distance(task_set, rollout[keys.STATE][0], goal_state, index)
-            path = goal_distance(task_set, rollout[keys.NEXT, keys.STATE], goal_state, index)
+            start, path = true_goal_distances(task_set, rollout, index)
             stats["success_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
             stats["reached_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
             stats["initial_distance"].append(float(start))

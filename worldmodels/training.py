@@ -318,12 +318,12 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
     bar = tqdm(total=tcfg.total_episodes, initial=run.replay.episodes_added, desc=f"{cfg.method}",
                disable=not cfg.log.progress, dynamic_ncols=True, unit="ep")
     postfix: dict = {}
+    stop = StopRequest().install()
 
     def must_stop() -> bool:
         out_of_time = tcfg.max_minutes > 0 and time.time() - started > 60 * tcfg.max_minutes
         return out_of_time or stop.requested
 
-    stop = StopRequest().install()
     try:
         while True:
             episodes = run.replay.episodes_added
