@@ -100,6 +100,23 @@ def test_achiever_policy_takes_the_goal_image():
     assert torch.equal(lexa.achiever_policy(pixels[0, 0])(features), a1)  # mode: deterministic
 
 
+def test_explorer_vs_random_compares_the_same_starts():
+    model, _, lexa = _build()
+    start = model.loss(_batch()).posterior.reshape(-1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)  # the prior's latent samples; the random actions come from `generator`
+        runs.append(lexa.explorer_vs_random(start, generator=torch.Generator().manual_seed(0)))
+    scores = runs[0]
+    assert set(scores) == {"explorer", "random"} and all(map(torch.isfinite, map(torch.tensor, scores.values())))
+    assert runs[1] == scores
+    with torch.no_grad():  # identical members: zero disagreement for any policy, log(eps) for both
+        for weights in (*lexa.ensemble.weights, *lexa.ensemble.biases):
+            weights.copy_(weights[:1].expand_as(weights))
+    flat = lexa.explorer_vs_random(start)
+    assert flat["explorer"] == pytest.approx(flat["random"]) == pytest.approx(float(torch.log(torch.tensor(1e-8))))
+
+
 def test_config_defaults_and_refusals():
     cfg = load_config(None, ["method=lexa"])
     assert isinstance(cfg.model, LexaModelConfig)
@@ -131,6 +148,8 @@ def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
     assert any("train/explorer/imagine/reward" in r and "train/achiever/imagine/reward" in r for r in records)
     success = [r["eval/goal_success"] for r in records if "eval/goal_success" in r]
     assert len(success) == 1 and 0.0 <= success[0] <= 1.0
+    assert all(r["eval/explorer/intrinsic"] < 10 and r["eval/random/intrinsic"] < 10 for r in records
+               if "eval/goal_success" in r)
     state = checkpoint.load(checkpoint_path(run_dir))
     assert state["counters"]["updates"] == updates_owed(cfg, 3)
     assert state["behaviour"]["_extra_state"]["ensemble_opt"]["state"], "ensemble optimiser not checkpointed"

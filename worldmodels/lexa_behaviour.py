@@ -128,6 +128,32 @@ class LexaBehaviour(nn.Module):
                 metrics[f"temporal/{name}"] = value
         return TensorDict(metrics, batch_size=[])
 
+    @torch.no_grad()
+    def explorer_vs_random(self, start: TensorDict, generator: torch.Generator | None = None) -> dict[str, float]:
+        """Mean imagined intrinsic reward of the explorer and of uniform random actions, from the same starts.
+
+        The intrinsic reward falls for any policy as the ensemble learns, so its raw value says little
+        about the explorer; what the explorer actor learns is to *seek* disagreement, i.e. to score above
+        random actions under the same ensemble. Both are averaged over the H imagined steps (not the start).
+
+        Args:
+            start: posterior states ``[N]`` (for example ``LossOutput.posterior.reshape(-1)``).
+            generator: torch RNG for the random actions.
+
+        Returns:
+            ``{"explorer": float, "random": float}``.
+        """
+        reward_fn = self.explorer.reward_fn
+        explorer_states = self.explorer.imagine(start).states[:, 1:]  # [N,H]
+        horizon, n = explorer_states.shape[1], start.shape[0]
+        action_dim = explorer_states[keys.ACTION].shape[-1]
+        actions = torch.rand(n, horizon, action_dim, generator=generator, device=self.model.device) * 2 - 1
+        random_states = self.model.imagine(start, actions, horizon)  # [N,H], ACTION = a_h taken at s_h
+        return {
+            "explorer": reward_fn(self.model, explorer_states).mean().item(),
+            "random": reward_fn(self.model, random_states).mean().item(),
+        }
+
     # ------------------------------------------------------------------ acting
     def explorer_policy(self, sample: bool = True):
         """``features [B, F] -> action [B, A]`` of the explorer (samples while collecting)."""

@@ -3,7 +3,8 @@
 * :func:`collect_agent`: which policy collects the next episode -- the explorer, or the achiever
   practising a goal image drawn from the replay (LEXA ``expl_every_ep``: they alternate).
 * :func:`log_goal_success`: every ``lexa.goal_eval_every`` episodes, the achiever's success rate on a
-  goal task set, measured from the true state and only logged (never a training signal).
+  goal task set, measured from the true state, and the explorer's imagined intrinsic reward next to
+  that of random actions from the same replay starts; only logged (never a training signal).
 """
 
 from __future__ import annotations
@@ -31,19 +32,29 @@ def log_goal_success(run, step: int) -> float:
     """Run the achiever on every goal of the configured goal set once; log and return the success rate.
 
     Logged scalars: ``eval/goal_success`` (at the last step), ``eval/goal_reached`` (at any step),
-    ``eval/goal_distance`` (true-state distance at the last step, mean over goals).
+    ``eval/goal_distance`` (true-state distance at the last step, mean over goals), and
+    ``eval/explorer/intrinsic`` / ``eval/random/intrinsic``: the mean imagined intrinsic reward of the
+    explorer and of uniform random actions from the starts of one replay batch
+    (:meth:`~worldmodels.lexa_behaviour.LexaBehaviour.explorer_vs_random`).
     """
+    import torch
+
     from worldmodels.goal_planning import goal_agent_factory, run_goal_set
 
     cfg = run.cfg
     task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
     agent_for = goal_agent_factory(cfg, run.model, run.behaviour)
     result = run_goal_set(cfg, run.model, task_set, agent_for, episodes=1, progress=False)
+    with torch.no_grad():
+        start = run.model.loss(run.replay.sample()).posterior.reshape(-1)
+    intrinsic = run.behaviour.explorer_vs_random(start)
     run.logger.scalars(
         {
             "eval/goal_success": result["success_rate"],
             "eval/goal_reached": result["reached_rate"],
             "eval/goal_distance": result["final_distance"],
+            "eval/explorer/intrinsic": intrinsic["explorer"],
+            "eval/random/intrinsic": intrinsic["random"],
         },
         step,
     )
