@@ -6,7 +6,8 @@ and print the success rate per goal, next to random actions from the same starts
     python benchmarks/bench_goals.py configs/lexa_reacher_cpu.yaml --task-set reacher --run-dir runs/lexa_reacher
 
 Success is measured from the true simulator state at the episode's last step (LEXA) and at any
-step ("reached", PLDM).
+step ("reached", PLDM). For LEXA runs it also prints the explorer's imagined intrinsic reward next to
+that of uniform random actions from the same replay starts (``--intrinsic-batches`` batches).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance (planning methods)")
     parser.add_argument("--run-dir", default=None, help="reuse a trained run instead of training")
     parser.add_argument("--episodes", type=int, default=1, help="episodes per goal, for agent and random actions")
+    parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     args = parser.parse_args()
 
     if args.run_dir and (Path(args.run_dir) / "checkpoints" / "latest.pt").exists():
@@ -41,7 +43,7 @@ def main() -> None:
     else:
         cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
         run_dir = train(cfg, run_dir=args.run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg, env, model, _ = load_trained(run_dir)
+    cfg, env, model, behaviour = load_trained(run_dir)
     env.close()
     torch.manual_seed(0)
     agent = evaluate_goals(run_dir, args.task_set, episodes=args.episodes, planner=args.planner, metric=args.metric)
@@ -62,7 +64,29 @@ def main() -> None:
         print(row(f"{g['goal']} {g['name']}", g))
     print(row("**all (agent)**", agent))
     print(row("**all (random actions)**", rand))
-    (Path(run_dir) / "bench_goals.json").write_text(json.dumps({"agent": agent, "random": rand}, indent=2))
+    results = {"agent": agent, "random": rand}
+    if cfg.method == "lexa" and args.intrinsic_batches > 0:
+        results["intrinsic"] = explorer_vs_random(cfg, run_dir, model, behaviour, args.intrinsic_batches)
+        scores = results["intrinsic"]
+        print(f"\nimagined intrinsic reward (log mean ensemble std, {cfg.actor_critic.horizon} steps from "
+              f"{args.intrinsic_batches} replay batches): explorer {scores['explorer']:.3f}, "
+              f"random actions {scores['random']:.3f}")
+    (Path(run_dir) / "bench_goals.json").write_text(json.dumps(results, indent=2))
+
+
+def explorer_vs_random(cfg, run_dir: Path, model, behaviour, batches: int) -> dict:
+    """Mean over ``batches`` replay batches of :meth:`LexaBehaviour.explorer_vs_random`."""
+    from worldmodels.replay import SequenceReplay
+
+    replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
+    torch.manual_seed(0)
+    totals = {"explorer": 0.0, "random": 0.0}
+    for _ in range(batches):
+        with torch.no_grad():
+            start = model.loss(replay.sample()).posterior.reshape(-1)
+        for name, value in behaviour.explorer_vs_random(start).items():
+            totals[name] += value / batches
+    return totals
 
 
 if __name__ == "__main__":
