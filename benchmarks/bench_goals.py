@@ -22,6 +22,8 @@ import torch
 from envs.goals import goal_names
 from worldmodels.config import load_config
 from worldmodels.goal_planning import evaluate_goals, run_goal_set
+from worldmodels.lexa_training import explorer_vs_random_on_replay
+from worldmodels.replay import SequenceReplay
 from worldmodels.training import load_trained, train
 
 
@@ -66,27 +68,14 @@ def main() -> None:
     print(row("**all (random actions)**", rand))
     results = {"agent": agent, "random": rand}
     if cfg.method == "lexa" and args.intrinsic_batches > 0:
-        results["intrinsic"] = explorer_vs_random(cfg, run_dir, model, behaviour, args.intrinsic_batches)
+        replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
+        torch.manual_seed(0)
+        results["intrinsic"] = explorer_vs_random_on_replay(model, behaviour, replay, args.intrinsic_batches)
         scores = results["intrinsic"]
         print(f"\nimagined intrinsic reward (log mean ensemble std, {cfg.actor_critic.horizon} steps from "
               f"{args.intrinsic_batches} replay batches): explorer {scores['explorer']:.3f}, "
               f"random actions {scores['random']:.3f}")
     (Path(run_dir) / "bench_goals.json").write_text(json.dumps(results, indent=2))
-
-
-def explorer_vs_random(cfg, run_dir: Path, model, behaviour, batches: int) -> dict:
-    """Mean over ``batches`` replay batches of :meth:`LexaBehaviour.explorer_vs_random`."""
-    from worldmodels.replay import SequenceReplay
-
-    replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
-    torch.manual_seed(0)
-    totals = {"explorer": 0.0, "random": 0.0}
-    for _ in range(batches):
-        with torch.no_grad():
-            start = model.loss(replay.sample()).posterior.reshape(-1)
-        for name, value in behaviour.explorer_vs_random(start).items():
-            totals[name] += value / batches
-    return totals
 
 
 if __name__ == "__main__":

@@ -35,19 +35,15 @@ def log_goal_success(run, step: int) -> float:
     ``eval/goal_distance`` (true-state distance at the last step, mean over goals), and
     ``eval/explorer/intrinsic`` / ``eval/random/intrinsic``: the mean imagined intrinsic reward of the
     explorer and of uniform random actions from the starts of one replay batch
-    (:meth:`~worldmodels.lexa_behaviour.LexaBehaviour.explorer_vs_random`).
+    (:func:`explorer_vs_random_on_replay`).
     """
-    import torch
-
     from worldmodels.goal_planning import goal_agent_factory, run_goal_set
 
     cfg = run.cfg
     task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
     agent_for = goal_agent_factory(cfg, run.model, run.behaviour)
     result = run_goal_set(cfg, run.model, task_set, agent_for, episodes=1, progress=False)
-    with torch.no_grad():
-        start = run.model.loss(run.replay.sample()).posterior.reshape(-1)
-    intrinsic = run.behaviour.explorer_vs_random(start)
+    intrinsic = explorer_vs_random_on_replay(run.model, run.behaviour, run.replay, batches=1)
     run.logger.scalars(
         {
             "eval/goal_success": result["success_rate"],
@@ -59,3 +55,22 @@ def log_goal_success(run, step: int) -> float:
         step,
     )
     return result["success_rate"]
+
+
+def explorer_vs_random_on_replay(model, behaviour, replay, batches: int = 1) -> dict[str, float]:
+    """:meth:`LexaBehaviour.explorer_vs_random` from the posterior states of ``batches`` replay batches
+    (filtered with ``model.observe``), averaged over the batches.
+
+    Returns:
+        ``{"explorer": float, "random": float}``.
+    """
+    import torch
+
+    totals = {"explorer": 0.0, "random": 0.0}
+    for _ in range(batches):
+        batch = replay.sample()
+        with torch.no_grad():
+            start = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST]).reshape(-1)
+        for name, value in behaviour.explorer_vs_random(start).items():
+            totals[name] += value / batches
+    return totals
