@@ -57,10 +57,10 @@ from torch import nn
 
 from benchmarks import bench_model
 from planners.actor_critic import ImaginationActorCritic
-from worldmodels.config import ActorCriticConfig, DreamerConfig, PlaNetConfig
-from worldmodels.dreamer import DreamerV2
-from worldmodels.factory import make_model_optimizer
-from worldmodels.planet import PlaNet
+from worldmodels.core.config import ActorCriticConfig, DreamerConfig, PlaNetConfig
+from worldmodels.models.dreamer import DreamerV2
+from worldmodels.methods import make_model_optimizer
+from worldmodels.models.planet import PlaNet
 
 SIZES = {
     "dmc_vision": (DreamerConfig(), ActorCriticConfig(), 16, 50),

@@ -49,7 +49,7 @@ from dm_control import suite  # noqa: E402
 from torchrl.envs.libs.dm_control import DMControlEnv, DMControlWrapper  # noqa: E402
 
 from envs.dmc import DMCEnv  # noqa: E402
-from worldmodels import keys  # noqa: E402
+from worldmodels.core import keys  # noqa: E402
 
 REPEAT = 2
 

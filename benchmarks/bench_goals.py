@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from envs.goals import goal_names
-from worldmodels.config import load_config
-from worldmodels.goal_planning import evaluate_goals, run_goal_set
-from worldmodels.lexa_training import explorer_vs_random_on_replay
-from worldmodels.replay import SequenceReplay
-from worldmodels.training import load_trained, train
+from worldmodels.core.config import load_config
+from worldmodels.evaluation.goal_sets import evaluate_goals, run_goal_set
+from worldmodels.training.lexa_hooks import explorer_vs_random_on_replay
+from worldmodels.data.replay import SequenceReplay
+from worldmodels.training.online import load_trained, train
 
 
 def main() -> None:

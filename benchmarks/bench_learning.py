@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from envs import make_env
-from worldmodels import checkpoint
-from worldmodels.config import load_config
-from worldmodels.factory import make_agent
-from worldmodels.training import checkpoint_path, collect_episode, episode_return, evaluate, load_trained, train
+from worldmodels.training import checkpoint
+from worldmodels.core.config import load_config
+from worldmodels.methods import make_agent
+from worldmodels.training.online import checkpoint_path, collect_episode, episode_return, evaluate, load_trained, train
 
 
 def random_returns(cfg, episodes: int, seed: int) -> list[float]:

@@ -48,7 +48,7 @@ ACTION_DIM = 6
 
 def random_batch(b: int, t: int, action_dim: int) -> TensorDict:
     """A fixed-seed replay-shaped batch ``[B, T]``: 64x64 uint8 pixels, actions in [-1, 1], rewards."""
-    from worldmodels import keys
+    from worldmodels.core import keys
 
     g = torch.Generator().manual_seed(0)
     is_first = torch.zeros(b, t, 1, dtype=torch.bool)
@@ -66,8 +66,8 @@ def random_batch(b: int, t: int, action_dim: int) -> TensorDict:
 
 
 def build_ours(b: int, t: int):
-    from worldmodels.config import PlaNetConfig
-    from worldmodels.planet import PlaNet
+    from worldmodels.core.config import PlaNetConfig
+    from worldmodels.models.planet import PlaNet
 
     model = PlaNet(PlaNetConfig(), ACTION_DIM)
     batch = random_batch(b, t, ACTION_DIM)

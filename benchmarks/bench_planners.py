@@ -1,7 +1,7 @@
 """Planning latency per action: our CEM / MPPI vs torchrl's CEMPlanner / MPPIPlanner, same model sizes.
 
 Both sides plan with a PlaNet-sized model (Hafner et al. 2019): RSSM deter 200, stoch 30, hidden
-200, reward head 3 x 300, A = 6 (cheetah). Ours is ``worldmodels.planet.PlaNet`` driven by
+200, reward head 3 x 300, A = 6 (cheetah). Ours is ``worldmodels.models.planet.PlaNet`` driven by
 ``planners.CEMPlanner`` / ``MPPIPlanner``; torchrl's is its Dreamer model-based env
 (``DreamerEnv`` over ``RSSMPrior`` + a 3 x 300 reward MLP, as in torchrl's Dreamer example)
 driven by ``torchrl.modules.planners.CEMPlanner`` / ``MPPIPlanner``. Paper CEM sizes: horizon 12,
@@ -33,8 +33,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planners import CEMPlanner, MPPIPlanner, RewardObjective  # noqa: E402
-from worldmodels.config import CEMConfig, MPPIConfig, PlaNetConfig  # noqa: E402
-from worldmodels.planet import PlaNet  # noqa: E402
+from worldmodels.core.config import CEMConfig, MPPIConfig, PlaNetConfig  # noqa: E402
+from worldmodels.models.planet import PlaNet  # noqa: E402
 
 ACTION_DIM = 6
 

@@ -1,6 +1,6 @@
 """Two Rooms goal reaching: PLDM next to PlaNet (and DreamerV2's world model), same offline data, same MPPI.
 
-Every method trains with ``worldmodels.offline_training.train_offline`` on ONE reward-free Two
+Every method trains with ``worldmodels.training.offline.train_offline`` on ONE reward-free Two
 Rooms dataset (PLDM-style good-quality trajectories, pixels rendered on the fly), then plans with
 the same MPPI toward the goal image's features (``GoalDistanceObjective(l2, last_k=3)``, PLDM's
 objective) on the same start/goal pairs (env sampler, seed 42, start and goal in different rooms).
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 
-from worldmodels.config import load_config
-from worldmodels.offline_training import train_offline
-from worldmodels.training import checkpoint_path
-from worldmodels.two_rooms_eval import evaluate_goal_reaching
+from worldmodels.core.config import load_config
+from worldmodels.training.offline import train_offline
+from worldmodels.training.online import checkpoint_path
+from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 
 TINY_MODELS = {
     "pldm": ["model.encoder_channels=[8,16,16]", "model.encoder_blocks=1", "model.input_pool=2",
@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_pldm_two_rooms"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from worldmodels import checkpoint
-    from worldmodels.factory import make_model
+    from worldmodels.training import checkpoint
+    from worldmodels.methods import make_model
 
     rows = []
     for method in args.methods:

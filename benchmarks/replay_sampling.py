@@ -13,8 +13,8 @@ import time
 import torch
 from tensordict import TensorDict
 
-from worldmodels import keys
-from worldmodels.replay import SequenceReplay
+from worldmodels.core import keys
+from worldmodels.data.replay import SequenceReplay
 
 
 def episode_rows(length: int, image_size: int, action_dim: int = 6) -> TensorDict:

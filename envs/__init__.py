@@ -15,7 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from typing import TYPE_CHECKING
 
-from worldmodels.config import EnvConfig
+from worldmodels.core.config import EnvConfig
 
 if TYPE_CHECKING:  # importing torchrl.envs would import mujoco before envs.dmc sets MUJOCO_GL
     import torch

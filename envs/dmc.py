@@ -43,7 +43,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 _RENDER_HELP = (
     "set MUJOCO_GL=egl (GPU or Mesa llvmpipe; needs libEGL, e.g. `apt-get install libegl1 "

@@ -36,7 +36,7 @@ from torchrl.data import Categorical, Unbounded
 from torchrl.envs import EnvBase
 
 from envs import roboyoga
-from worldmodels import keys
+from worldmodels.core import keys
 
 # task set -> (dm_control domain, task). LEXA trains RoboYoga on dmc_walker_walk / dmc_quadruped_run.
 _TASKS = {

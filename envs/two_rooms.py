@@ -39,7 +39,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 _FAR = 1.0e4  # stands in for infinity in the wall boxes (keeps the slab arithmetic finite)
 

@@ -34,7 +34,7 @@ import torch
 from tensordict import TensorDict
 
 from envs.two_rooms import DEFAULT_LAYOUT, TwoRoomsLayout, move, render_positions, room_of
-from worldmodels import keys
+from worldmodels.core import keys
 
 
 class TwoRoomsTrajectories(NamedTuple):
@@ -243,7 +243,7 @@ def trajectories_to_tensordict(trajectories: TwoRoomsTrajectories, device: str |
 
 
 def make_render_fn(image_size: int = 64, channels: int = 2):
-    """``render_fn(state [N, 2]) -> uint8 [N, C, H, W]`` for ``worldmodels.datasets.load_dataset``."""
+    """``render_fn(state [N, 2]) -> uint8 [N, C, H, W]`` for ``worldmodels.data.datasets.load_dataset``."""
     layout = TwoRoomsLayout(image_size=int(image_size))
 
     def render_fn(state):
@@ -274,8 +274,8 @@ def write_two_rooms_dataset(directory, n_trajectories: int, n_steps: int = 91, i
     import json
     from pathlib import Path
 
-    from worldmodels.config import EnvConfig
-    from worldmodels.datasets import EpisodeDatasetWriter
+    from worldmodels.core.config import EnvConfig
+    from worldmodels.data.datasets import EpisodeDatasetWriter
 
     layout = TwoRoomsLayout(image_size=int(image_size))
     trajectories = generate_trajectories(n_trajectories, n_steps=n_steps, layout=layout, seed=seed, **generator_kwargs)

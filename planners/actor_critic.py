@@ -37,10 +37,10 @@ from torch import Tensor, nn
 
 from planners.action_distributions import TanhNormal, TruncatedNormal
 from planners.returns import cumulative_discount, lambda_returns
-from worldmodels import keys
-from worldmodels.base import WorldModel
-from worldmodels.config import ActorCriticConfig
-from worldmodels.networks import MLP
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
+from worldmodels.core.config import ActorCriticConfig
+from worldmodels.models.networks import MLP
 
 RewardFn = Callable[..., Tensor]
 """``reward_fn(model, states[N, H+1]) -> [N, H+1, 1]`` (or ``[N, H+1]``); with a goal,

@@ -21,8 +21,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import WorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
 
 
 class _BeliefAgent:

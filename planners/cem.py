@@ -7,8 +7,8 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from planners.population import WarmStart, check_state, expand_states, score_population
-from worldmodels.base import WorldModel
-from worldmodels.config import CEMConfig
+from worldmodels.core.interface import WorldModel
+from worldmodels.core.config import CEMConfig
 
 
 class CEMPlanner:
@@ -24,9 +24,9 @@ class CEMPlanner:
     3. return the final mean ``[B, H, A]``; the agent executes ``[:, 0]`` (MPC).
 
     Args:
-        model: any :class:`~worldmodels.base.WorldModel`.
+        model: any :class:`~worldmodels.core.interface.WorldModel`.
         objective: ``objective(model, imagined [N,H]) -> [N]`` (e.g. RewardObjective).
-        config: :class:`~worldmodels.config.CEMConfig` (PlaNet: H 12, 1000 candidates, top 100, 10 iterations).
+        config: :class:`~worldmodels.core.config.CEMConfig` (PlaNet: H 12, 1000 candidates, top 100, 10 iterations).
 
     Example:
         >>> planner = CEMPlanner(model, RewardObjective(model), CEMConfig())

@@ -7,8 +7,8 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from planners.population import WarmStart, check_state, expand_states, score_population
-from worldmodels.base import WorldModel
-from worldmodels.config import MPPIConfig
+from worldmodels.core.interface import WorldModel
+from worldmodels.core.config import MPPIConfig
 
 
 class MPPIPlanner:
@@ -25,9 +25,9 @@ class MPPIPlanner:
     3. return mu ``[B, H, A]``; the agent executes ``[:, 0]``.
 
     Args:
-        model: any :class:`~worldmodels.base.WorldModel`.
+        model: any :class:`~worldmodels.core.interface.WorldModel`.
         objective: ``objective(model, imagined [N,H]) -> [N]``.
-        config: :class:`~worldmodels.config.MPPIConfig`.
+        config: :class:`~worldmodels.core.config.MPPIConfig`.
 
     Example:
         >>> objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)

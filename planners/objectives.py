@@ -20,8 +20,8 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, WorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, WorldModel
 
 Metric = Literal["cosine", "l2"]
 Steps = Literal["final", "last_k", "all"]

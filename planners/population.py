@@ -11,7 +11,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels.base import WorldModel
+from worldmodels.core.interface import WorldModel
 
 
 def expand_states(state: TensorDict, population: int) -> TensorDict:

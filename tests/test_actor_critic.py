@@ -10,8 +10,8 @@ from planners.action_distributions import TanhNormal, TruncatedNormal
 from planners.actor_critic import ImaginationActorCritic
 from planners.objectives import GoalDistanceObjective
 from tests.toy_model import ToyModel
-from worldmodels import keys
-from worldmodels.config import ActorCriticConfig
+from worldmodels.core import keys
+from worldmodels.core.config import ActorCriticConfig
 
 
 

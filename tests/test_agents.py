@@ -8,8 +8,8 @@ from torchrl.envs import EnvBase
 
 from planners import CEMPlanner, MPPIPlanner, PlanningAgent, PolicyAgent, RewardObjective
 from tests.toy_model import ToyModel
-from worldmodels import keys
-from worldmodels.config import CEMConfig, MPPIConfig
+from worldmodels.core import keys
+from worldmodels.core.config import CEMConfig, MPPIConfig
 
 
 IMAGE = (3, 8, 8)

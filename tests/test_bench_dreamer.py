@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks import bench_dreamer as bd
-from worldmodels.config import ActorCriticConfig, DreamerConfig
+from worldmodels.core.config import ActorCriticConfig, DreamerConfig
 
 CPU = torch.device("cpu")
 TINY = DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=4, classes=4, cnn_depth=4, mlp_layers=1, mlp_units=16)

@@ -7,9 +7,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from worldmodels.cli import main
-from worldmodels.config import load_config
-from worldmodels.training import train
+from worldmodels.cli.main import main
+from worldmodels.core.config import load_config
+from worldmodels.training.online import train
 
 TINY_POINT_MASS = [
     "env.domain=point_mass", "env.task=easy", "env.episode_length=40", "env.action_repeat=2",
@@ -82,7 +82,7 @@ def test_plan_on_goal_task_reports_success(run_dir, capsys):
 
 
 def test_plan_metric_flag_reaches_the_goal_objective(run_dir, capsys, monkeypatch):
-    import worldmodels.goal_planning as goal_planning
+    import worldmodels.evaluation.goal_sets as goal_planning
 
     seen, original = [], goal_planning.goal_agent
 

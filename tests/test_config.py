@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from worldmodels.config import ConfigError, RunConfig, load_config, save_config, to_dict
+from worldmodels.core.config import ConfigError, RunConfig, load_config, save_config, to_dict
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

@@ -12,9 +12,9 @@ import torch
 from envs.two_rooms import render_positions
 from envs.two_rooms_data import generate_trajectories, trajectories_to_tensordict
 from test_replay import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
-from worldmodels import keys
-from worldmodels.datasets import EpisodeDatasetWriter, collect_command, load_dataset
-from worldmodels.replay import SequenceReplay
+from worldmodels.core import keys
+from worldmodels.data.datasets import EpisodeDatasetWriter, collect_command, load_dataset
+from worldmodels.data.replay import SequenceReplay
 
 LENGTHS = [4, 7, 5]
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from worldmodels import keys
-from worldmodels.distributions import (
+from worldmodels.core import keys
+from worldmodels.models.distributions import (
     categorical_kl,
     categorical_mode,
     gaussian_kl,

@@ -18,8 +18,8 @@ from torchrl.envs.utils import check_env_specs
 
 from envs import make_env
 from envs.dmc import DMCEnv, default_action_repeat, default_camera
-from worldmodels import keys
-from worldmodels.config import EnvConfig
+from worldmodels.core import keys
+from worldmodels.core.config import EnvConfig
 
 
 def _actions(env, steps, seed=0):

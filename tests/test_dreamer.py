@@ -5,12 +5,12 @@ import torch
 from tensordict import TensorDict
 
 from planners.actor_critic import ImaginationActorCritic
-from worldmodels import keys
-from worldmodels.base import CapabilityError, check_world_model
-from worldmodels.config import ActorCriticConfig, DreamerConfig
-from worldmodels.distributions import categorical_kl, kl_balanced
-from worldmodels.dreamer import DreamerV2
-from worldmodels.factory import make_model_optimizer
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, check_world_model
+from worldmodels.core.config import ActorCriticConfig, DreamerConfig
+from worldmodels.models.distributions import categorical_kl, kl_balanced
+from worldmodels.models.dreamer import DreamerV2
+from worldmodels.methods import make_model_optimizer
 
 
 

@@ -17,7 +17,7 @@ from envs.roboyoga import (
     quat_xyzw_to_euler_xyz,
     walker_distance,
 )
-from worldmodels import keys
+from worldmodels.core import keys
 
 H = math.sqrt(0.5)
 
@@ -289,7 +289,7 @@ def test_all_goal_images_render_and_differ():
 def test_from_config_and_saved_goal_images(tmp_path):
     import imageio.v2 as imageio
 
-    from worldmodels.config import EnvConfig
+    from worldmodels.core.config import EnvConfig
 
     env = goals.GoalEnv.from_config(EnvConfig(goal_set="point_mass", episode_length=40), seed=0, goal_index=1)
     assert (env.base.domain, env.base.task, env.base.episode_length) == ("point_mass", "easy", 40)

@@ -10,8 +10,8 @@ from torchrl.collectors import Collector  # torchrl 0.14 name of SyncDataCollect
 from torchrl.envs.utils import RandomPolicy
 
 from envs.dmc import DMCEnv
-from worldmodels import keys
-from worldmodels.replay import SequenceReplay, steps_to_rows
+from worldmodels.core import keys
+from worldmodels.data.replay import SequenceReplay, steps_to_rows
 
 STEPS = 5  # cartpole: episode_length 40 env steps / action repeat 8
 

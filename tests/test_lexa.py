@@ -10,11 +10,11 @@ from tensordict import TensorDict
 
 from planners.actor_critic import ImaginationActorCritic
 from tests.toy_model import ToyModel
-from worldmodels import keys
-from worldmodels.base import CapabilityError
-from worldmodels.config import ActorCriticConfig, ConfigError, DreamerConfig, LexaConfig
-from worldmodels.dreamer import DreamerV2, preprocess
-from worldmodels.lexa import (
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError
+from worldmodels.core.config import ActorCriticConfig, ConfigError, DreamerConfig, LexaConfig
+from worldmodels.models.dreamer import DreamerV2, preprocess
+from planners.lexa_networks import (
     DisagreementEnsemble,
     ExplorerReward,
     TemporalDistance,

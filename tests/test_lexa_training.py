@@ -9,15 +9,16 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from worldmodels import checkpoint, keys
-from worldmodels.cli import main
-from worldmodels.config import ActorCriticConfig, ConfigError, LexaConfig, LexaModelConfig, load_config
-from worldmodels.dreamer import DreamerV2
-from worldmodels.factory import make_model_optimizer
-from worldmodels.goal_planning import evaluate_goals
-from worldmodels.lexa_behaviour import LexaBehaviour
-from worldmodels.logger import read_metrics
-from worldmodels.training import checkpoint_path, gradient_step, train, updates_owed
+from worldmodels.training import checkpoint
+from worldmodels.core import keys
+from worldmodels.cli.main import main
+from worldmodels.core.config import ActorCriticConfig, ConfigError, LexaConfig, LexaModelConfig, load_config
+from worldmodels.models.dreamer import DreamerV2
+from worldmodels.methods import make_model_optimizer
+from worldmodels.evaluation.goal_sets import evaluate_goals
+from planners.lexa_behaviour import LexaBehaviour
+from worldmodels.training.logger import read_metrics
+from worldmodels.training.online import checkpoint_path, gradient_step, train, updates_owed
 
 TINY_MODEL = LexaModelConfig(deter_dim=16, hidden_dim=16, stoch_dim=6, cnn_depth=4, mlp_layers=1, mlp_units=16)
 TINY_AC = ActorCriticConfig(horizon=4, layers=1, units=16)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from worldmodels.networks import MLP, ConvDecoder, ConvEncoder, activation_module, subpixel_deconv
+from worldmodels.models.networks import MLP, ConvDecoder, ConvEncoder, activation_module, subpixel_deconv
 
 BATCH_SHAPES = [(), (3,), (2, 4)]
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from worldmodels import keys
-from worldmodels.base import check_world_model
-from worldmodels.config import PlaNetConfig
-from worldmodels.distributions import gaussian_kl, kl_free_nats
-from worldmodels.planet import PlaNet, postprocess, preprocess
+from worldmodels.core import keys
+from worldmodels.core.interface import check_world_model
+from worldmodels.core.config import PlaNetConfig
+from worldmodels.models.distributions import gaussian_kl, kl_free_nats
+from worldmodels.models.planet import PlaNet, postprocess, preprocess
 
 TINY = PlaNetConfig(deter_dim=16, stoch_dim=4, hidden_dim=16, cnn_depth=4, reward_units=16, reward_layers=2)
 

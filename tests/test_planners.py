@@ -7,9 +7,9 @@ from tensordict import TensorDict
 from planners import CEMPlanner, GoalDistanceObjective, MPPIPlanner, RewardObjective, SumObjective
 from planners.population import expand_states, shift_plan
 from tests.toy_model import ToyModel
-from worldmodels import keys
-from worldmodels.base import CapabilityError
-from worldmodels.config import CEMConfig, MPPIConfig
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError
+from worldmodels.core.config import CEMConfig, MPPIConfig
 
 
 TARGET = torch.tensor([0.6, 0.6])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, check_world_model
-from worldmodels.config import ConfigError, PLDMConfig, load_config, save_config
-from worldmodels.pldm import PLDM
-from worldmodels.vicreg import vicreg_covariance, vicreg_variance
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, check_world_model
+from worldmodels.core.config import ConfigError, PLDMConfig, load_config, save_config
+from worldmodels.models.pldm import PLDM
+from worldmodels.models.vicreg import vicreg_covariance, vicreg_variance
 
 TINY = dict(encoder_channels=(4, 8), encoder_blocks=1, norm_groups=4, input_pool=2, latent_dim=16,
             predictor_hidden=16, idm_hidden=16, learning_rate=2e-3)  # fmt: skip
@@ -29,7 +29,7 @@ def tiny_model(seed: int = 0, **overrides) -> PLDM:
 def two_rooms_data():
     """Real PLDM-style Two Rooms trajectories (good data), rendered on the fly."""
     from envs.two_rooms_data import generate_trajectories, make_render_fn, trajectories_to_tensordict
-    from worldmodels.datasets import OfflineSequenceDataset
+    from worldmodels.data.datasets import OfflineSequenceDataset
 
     rows = trajectories_to_tensordict(generate_trajectories(300, n_steps=9, seed=0)).reshape(-1)
     meta = {"env": {}, "pixels": "render", "num_steps": 300 * 8}
@@ -201,9 +201,9 @@ def _tiny_run_config(tmp_path, updates: int, extra=()):
 
 
 def test_train_offline_writes_a_loadable_checkpoint_and_resumes(tmp_path):
-    from worldmodels import checkpoint
-    from worldmodels.logger import read_metrics
-    from worldmodels.offline_training import train_offline
+    from worldmodels.training import checkpoint
+    from worldmodels.training.logger import read_metrics
+    from worldmodels.training.offline import train_offline
 
     cfg = _tiny_run_config(tmp_path, updates=4, extra=["env.episode_length=3"])
     run_dir = train_offline(cfg, tmp_path / "run")
@@ -214,10 +214,10 @@ def test_train_offline_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     assert any("train/loss/idm" in r for r in records)
     assert any("eval/goal/success_rate" in r for r in records)
     # load the weights the way load_trained does (through the factory once it knows "pldm")
-    from worldmodels import factory
+    from worldmodels import methods as factory
 
     try:
-        from worldmodels.training import load_trained
+        from worldmodels.training.online import load_trained
 
         _, env, model, behaviour = load_trained(run_dir, device="cpu")
         env.close()
@@ -244,7 +244,8 @@ def test_train_offline_writes_a_loadable_checkpoint_and_resumes(tmp_path):
 def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, monkeypatch):
     import signal
 
-    from worldmodels import checkpoint, offline_training
+    from worldmodels.training import checkpoint
+    from worldmodels.training import offline as offline_training
 
     original, calls = offline_training.gradient_step, {"n": 0}
 
@@ -272,9 +273,9 @@ def test_mppi_reaches_goals_in_the_same_room():
     """A small PLDM (configs/pldm_two_rooms_cpu.yaml sizes) trained 400 updates plans with MPPI
     toward goal images 10-14 px away: every episode ends within 1 px (PLDM's success)."""
     from envs.two_rooms_data import generate_trajectories, make_render_fn, trajectories_to_tensordict
-    from worldmodels.config import MPPIConfig
-    from worldmodels.datasets import OfflineSequenceDataset
-    from worldmodels.two_rooms_eval import evaluate_goal_reaching
+    from worldmodels.core.config import MPPIConfig
+    from worldmodels.data.datasets import OfflineSequenceDataset
+    from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 
     rows = trajectories_to_tensordict(generate_trajectories(1000, n_steps=9, seed=1)).reshape(-1)
     meta = {"env": {}, "pixels": "render", "num_steps": 1000 * 8}

@@ -6,10 +6,10 @@ from tensordict import TensorDict
 from torch import nn
 
 from tests.toy_model import ToyModel
-from worldmodels import keys
-from worldmodels.networks import ConvDecoder
-from worldmodels.probe import ProbeDecoder, evaluation_mode, probe_loss, train_probe
-from worldmodels.viz import PROBE_LABEL, imagine_report, openloop
+from worldmodels.core import keys
+from worldmodels.models.networks import ConvDecoder
+from worldmodels.models.probe import ProbeDecoder, evaluation_mode, probe_loss, train_probe
+from worldmodels.viz.openloop import PROBE_LABEL, imagine_report, openloop
 
 
 class NormedToy(ToyModel):

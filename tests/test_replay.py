@@ -11,8 +11,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from worldmodels import keys
-from worldmodels.replay import SequenceReplay, steps_to_rows
+from worldmodels.core import keys
+from worldmodels.data.replay import SequenceReplay, steps_to_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,7 +197,7 @@ _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_replay import synthetic_steps
-from worldmodels.replay import SequenceReplay
+from worldmodels.data.replay import SequenceReplay
 replay = SequenceReplay({directory!r}, capacity=400, batch_size=1, sequence_length=2)
 episode = 0
 while True:  # 64x64 episodes in two chunks each (the first stays pending), into a wrapping ring

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from worldmodels import keys
-from worldmodels.distributions import kl_balanced
-from worldmodels.rssm import RSSM, Categorical, Gaussian
+from worldmodels.core import keys
+from worldmodels.models.distributions import kl_balanced
+from worldmodels.models.rssm import RSSM, Categorical, Gaussian
 
 STOCHS = [Gaussian(4, 0.1), Categorical(classes=5, groups=3)]
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldmodels import checkpoint, keys
-from worldmodels.config import load_config
-from worldmodels.logger import read_metrics
-from worldmodels.replay import SequenceReplay
-from worldmodels.training import TrainingDiverged, checkpoint_path, train, updates_owed
+from worldmodels.training import checkpoint
+from worldmodels.core import keys
+from worldmodels.core.config import load_config
+from worldmodels.training.logger import read_metrics
+from worldmodels.data.replay import SequenceReplay
+from worldmodels.training.online import TrainingDiverged, checkpoint_path, train, updates_owed
 
 TINY = [
     "env.domain=cartpole", "env.task=swingup", "env.episode_length=48", "env.action_repeat=4",
@@ -64,7 +65,7 @@ def test_kill_and_resume_loses_nothing(tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "worldmodels.cli", "train", "--run-dir", str(run_dir), "-"]
     cfg_path = tmp_path / "tiny.yaml"
-    from worldmodels.config import save_config
+    from worldmodels.core.config import save_config
 
     save_config(tiny_config("train.total_episodes=7", "train.updates_per_episode=6", "train.eval_every=0"), cfg_path)
     args[-1] = str(cfg_path)
@@ -100,7 +101,7 @@ def test_kill_and_resume_loses_nothing(tmp_path):
 
 
 def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
-    from worldmodels import planet
+    from worldmodels.models import planet
 
     original = planet.PlaNet.loss
     calls = {"n": 0}
@@ -121,7 +122,7 @@ def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_path, monkeypatch):
-    import worldmodels.training as training
+    import worldmodels.training.online as training
 
     original, calls = training.update, {"n": 0}
 
@@ -150,7 +151,7 @@ def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_pat
 def test_time_budget_cuts_owed_updates_short_and_resume_makes_them_up(tmp_path):
     import dataclasses
 
-    from worldmodels.config import save_config
+    from worldmodels.core.config import save_config
 
     cfg = tiny_config("train.eval_every=0", "train.total_episodes=2", "train.updates_per_episode=20",
                       "train.max_minutes=1e-6")  # fmt: skip

@@ -20,8 +20,8 @@ from envs.two_rooms import (
     wall_image,
 )
 from envs.two_rooms_data import crosses_wall, generate_trajectories, trajectories_to_tensordict
-from worldmodels import keys
-from worldmodels.config import EnvConfig
+from worldmodels.core import keys
+from worldmodels.core.config import EnvConfig
 
 L = DEFAULT_LAYOUT
 
@@ -248,7 +248,7 @@ def test_bad_arguments_raise_clear_errors():
 
 def test_write_dataset_and_render_on_load(tmp_path):
     from envs.two_rooms_data import make_render_fn, write_two_rooms_dataset
-    from worldmodels.datasets import load_dataset
+    from worldmodels.data.datasets import load_dataset
 
     count = write_two_rooms_dataset(tmp_path / "tr", 6, n_steps=12, channels=3, seed=0, mode="random")
     assert count == 6

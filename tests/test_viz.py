@@ -9,10 +9,10 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, LossOutput, WorldModel
-from worldmodels.drawing import FONT, draw_text, text_size
-from worldmodels.viz import (
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, LossOutput, WorldModel
+from worldmodels.viz.drawing import FONT, draw_text, text_size
+from worldmodels.viz.openloop import (
     CONTEXT_COLOR,
     IMAGINED_COLOR,
     PSNR_CAP_DB,
@@ -139,8 +139,8 @@ def test_openloop_checks_length_and_decoder():
 
 
 def test_openloop_context_matches_posterior_reconstruction_on_planet():
-    from worldmodels.config import PlaNetConfig
-    from worldmodels.planet import PlaNet
+    from worldmodels.core.config import PlaNetConfig
+    from worldmodels.models.planet import PlaNet
 
     torch.manual_seed(0)
     cfg = PlaNetConfig(deter_dim=16, stoch_dim=4, hidden_dim=16, cnn_depth=4, reward_units=16, reward_layers=1)

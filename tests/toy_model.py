@@ -39,8 +39,8 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from worldmodels import keys
-from worldmodels.base import LossOutput, Policy, WorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import LossOutput, Policy, WorldModel
 
 
 class ToyModel(WorldModel):

@@ -8,9 +8,9 @@ import os
 # Headless rendering by default; must be set before anything imports mujoco (torchrl does).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, LossOutput, WorldModel, check_world_model
-from worldmodels.config import ConfigError, RunConfig, load_config
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, LossOutput, WorldModel, check_world_model
+from worldmodels.core.config import ConfigError, RunConfig, load_config
 
 __all__ = [
     "keys",

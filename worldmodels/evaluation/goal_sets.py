@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from worldmodels import keys
-from worldmodels.base import WorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
 
 
 def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize: bool = False) -> torch.Tensor:
@@ -82,7 +82,7 @@ def goal_agent(cfg, model: WorldModel, planner: str | None = None, metric: str |
     """
     from planners.agents import PlanningAgent
     from planners.objectives import GoalDistanceObjective
-    from worldmodels.factory import make_planner
+    from worldmodels.methods import make_planner
 
     if planner is not None:
         cfg = dataclasses.replace(cfg, planner=planner)
@@ -123,8 +123,8 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
     ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a
     goal task set, in which case success is measured from the true state.
     """
-    from worldmodels.training import episode_frames, episode_steps, load_trained
-    from worldmodels.viz import write_video
+    from worldmodels.training.online import episode_frames, episode_steps, load_trained
+    from worldmodels.viz.openloop import write_video
 
     cfg, env, model, behaviour = load_trained(run_dir, device=device)
     goal_state_env = None
@@ -229,8 +229,8 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
     observation beside the goal image.
     """
     from envs.goals import goal_names, num_goals
-    from worldmodels.training import collect_episode, episode_frames
-    from worldmodels.viz import write_video
+    from worldmodels.training.online import collect_episode, episode_frames
+    from worldmodels.viz.openloop import write_video
 
     check_goal_set(cfg, task_set)
     names = goal_names(task_set)
@@ -262,7 +262,7 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
                    video_dir=None, device=None, metric: str | None = None) -> dict:  # fmt: skip
     """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state
     (see :func:`run_goal_set`); LEXA runs use their achiever, other runs plan toward the goal."""
-    from worldmodels.training import load_trained
+    from worldmodels.training.online import load_trained
 
     cfg, env, model, behaviour = load_trained(run_dir, device=device)
     env.close()

@@ -10,7 +10,7 @@ what the model was trained to reconstruct, so videos made with it are labelled a
 
 Example:
     >>> probe = train_probe(model, lambda: replay.sample(), steps=2000)
-    >>> rollout = worldmodels.viz.openloop(model, batch, probe=probe)
+    >>> rollout = worldmodels.viz.openloop.openloop(model, batch, probe=probe)
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from worldmodels import keys
-from worldmodels.base import WorldModel
-from worldmodels.networks import IMAGE_SIZE, ConvDecoder
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
+from worldmodels.models.networks import IMAGE_SIZE, ConvDecoder
 
 
 @contextlib.contextmanager
@@ -70,7 +70,7 @@ class _UpsamplingDecoder(nn.Module):
 class ProbeDecoder(nn.Module):
     """Pixel decoder trained on frozen world-model features; ``[..., F] -> [..., C, H, W]``.
 
-    For 64x64 images it is the model decoders' ``conv_ha`` :class:`~worldmodels.networks.ConvDecoder`
+    For 64x64 images it is the model decoders' ``conv_ha`` :class:`~worldmodels.models.networks.ConvDecoder`
     (PlaNet/DreamerV2 architecture); for other sizes (Two Rooms 65x65) a small upsampling
     decoder. Outputs are pixel means in [0, 1] units (unclamped; clamp for display).
 

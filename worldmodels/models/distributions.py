@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 
 # ------------------------------------------------------------------------- Gaussian

@@ -5,7 +5,7 @@ DreamerV2 ``video_pred``): filter the first ``C`` frames of a held-out sequence 
 posterior, then roll the prior forward ``H`` steps on the *real* actions, without looking at
 further frames, and compare the decoded predictions with the true frames. Models without a
 decoder (the PLDM JEPA) are shown through a probe decoder trained on frozen features
-(:mod:`worldmodels.probe`), and the video says so.
+(:mod:`worldmodels.models.probe`), and the video says so.
 
 Typical use (what ``worldmodels imagine RUN_DIR`` runs)::
 
@@ -19,7 +19,7 @@ and in the training loop (every ``log.openloop_every`` episodes)::
 Pieces: :func:`openloop` (the rollout), :func:`video_grid` (frames), :func:`prediction_errors`
 (per-step MSE/PSNR), :func:`plot_errors` / :func:`save_errors` (PNG, CSV, JSON),
 :func:`write_video` (mp4/gif), :func:`tensorboard_openloop` (images + scalars). Text and plots
-are drawn by :mod:`worldmodels.drawing` (numpy; no matplotlib).
+are drawn by :mod:`worldmodels.viz.drawing` (numpy; no matplotlib).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from PIL import Image
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, WorldModel, check_shapes
-from worldmodels.drawing import GLYPH_HEIGHT, draw_text, line_plot, text_size
-from worldmodels.probe import evaluation_mode
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, WorldModel, check_shapes
+from worldmodels.viz.drawing import GLYPH_HEIGHT, draw_text, line_plot, text_size
+from worldmodels.models.probe import evaluation_mode
 
 CONTEXT_COLOR = (0, 255, 0)
 """border of frames the model has seen (posterior reconstructions)"""
@@ -104,7 +104,7 @@ def openloop(
         raise ValueError(f"openloop needs context >= 1 and horizon >= 1, got context={context}, horizon={horizon}.")
     if probe is None and not model.has_decoder:
         raise CapabilityError(
-            f"{type(model).__name__} has no decoder; pass probe=train_probe(model, ...) from worldmodels.probe."
+            f"{type(model).__name__} has no decoder; pass probe=train_probe(model, ...) from worldmodels.models.probe."
         )
     length = context + horizon
     if batch.batch_dims != 2 or batch.batch_size[1] < length:

@@ -16,8 +16,8 @@ import torch
 
 def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
     """``count`` random-action episodes as replay rows, cut to ``length`` -> TensorDict ``[count, length]``."""
-    from worldmodels.replay import steps_to_rows
-    from worldmodels.training import collect_episode
+    from worldmodels.data.replay import steps_to_rows
+    from worldmodels.training.online import collect_episode
 
     rows = []
     for _ in range(count):
@@ -32,7 +32,7 @@ def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
 
 def replay_sequences(cfg, run_dir: Path, count: int, length: int):
     """The last ``count`` episodes of the run's replay, cut to ``length`` -> ``[count, length]``."""
-    from worldmodels.replay import SequenceReplay
+    from worldmodels.data.replay import SequenceReplay
 
     replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=count, sequence_length=length)
     episodes = [replay.episode(i) for i in range(replay.num_episodes)]
@@ -46,11 +46,11 @@ def training_batches(cfg, run_dir: Path, batch_size: int, length: int, device):
     """A ``() -> TensorDict [B, T]`` sampler over the run's own training data: its offline dataset
     (``pldm``) or its replay (online methods)."""
     if cfg.method == "pldm":
-        from worldmodels.offline_training import ensure_dataset
+        from worldmodels.training.offline import ensure_dataset
 
         data = ensure_dataset(cfg, run_dir)
         return lambda: data.sample(batch_size, length, device=device)
-    from worldmodels.replay import SequenceReplay
+    from worldmodels.data.replay import SequenceReplay
 
     replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=batch_size,
                             sequence_length=length, device=device)  # fmt: skip
@@ -59,7 +59,7 @@ def training_batches(cfg, run_dir: Path, batch_size: int, length: int, device):
 
 def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
     """The run's probe decoder (trained once on the run's training frames, cached as ``probe.pt``)."""
-    from worldmodels.probe import ProbeDecoder, train_probe
+    from worldmodels.models.probe import ProbeDecoder, train_probe
 
     path = run_dir / "probe.pt"
     probe = ProbeDecoder(model.feature_dim, model.image_shape).to(model.device)
@@ -75,8 +75,8 @@ def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
 def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45, out=None,
                 device=None, source: str = "random", probe_steps: int = 2000) -> dict:  # fmt: skip
     """Write the open-loop video (truth | model | error), error plot, CSV and JSON for a run."""
-    from worldmodels.training import load_trained
-    from worldmodels.viz import imagine_report
+    from worldmodels.training.online import load_trained
+    from worldmodels.viz.openloop import imagine_report
 
     if context < 1 or horizon < 1:
         raise ValueError(f"context and horizon must be >= 1, got context={context}, horizon={horizon}.")

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from worldmodels import keys
-from worldmodels.distributions import gaussian_params, gumbel_noise, onehot_straight_through
-from worldmodels.networks import activation_module
+from worldmodels.core import keys
+from worldmodels.models.distributions import gaussian_params, gumbel_noise, onehot_straight_through
+from worldmodels.models.networks import activation_module
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""LEXA's pieces of the training loop (``worldmodels.training.train`` with ``method: lexa``).
+"""LEXA's pieces of the training loop (``worldmodels.training.online.train`` with ``method: lexa``).
 
 * :func:`collect_agent`: which policy collects the next episode -- the explorer, or the achiever
   practising a goal image drawn from the replay (LEXA ``expl_every_ep``: they alternate).
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 
 def collect_agent(behaviour, replay, episode_index: int):
@@ -37,7 +37,7 @@ def log_goal_success(run, step: int) -> float:
     explorer and of uniform random actions from the starts of one replay batch
     (:func:`explorer_vs_random_on_replay`).
     """
-    from worldmodels.goal_planning import goal_agent_factory, run_goal_set
+    from worldmodels.evaluation.goal_sets import goal_agent_factory, run_goal_set
 
     cfg = run.cfg
     task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set

@@ -11,7 +11,7 @@ reward head and optional discount (continuation) head, MLPs 4 x 400. Sizes defau
 with unit-variance Gaussian image and reward likelihoods (summed over pixels; constants dropped, so
 ``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame), a Bernoulli continuation ``c_t = 1 -
 is_terminal_t``, KL balancing alpha = 0.8 and free nats after averaging (``free_avg``; methods.md
-section 3.1, :func:`worldmodels.distributions.kl_balanced`). Images are ``x / 255 - 0.5`` (DreamerV2
+section 3.1, :func:`worldmodels.models.distributions.kl_balanced`). Images are ``x / 255 - 0.5`` (DreamerV2
 ``preprocess``); :meth:`DreamerV2.decode` returns ``[0, 1]``.
 
 Differences from the released TF code, on purpose: the feature order is ``cat(deter, stoch)`` (the
@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import CapabilityError, LossOutput, check_shapes
-from worldmodels.config import DreamerConfig
-from worldmodels.distributions import KLOutput, kl_balanced
-from worldmodels.networks import MLP, ConvDecoder, ConvEncoder
-from worldmodels.rssm import RSSM, Categorical, Gaussian
-from worldmodels.rssm_model import RSSMWorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import CapabilityError, LossOutput, check_shapes
+from worldmodels.core.config import DreamerConfig
+from worldmodels.models.distributions import KLOutput, kl_balanced
+from worldmodels.models.networks import MLP, ConvDecoder, ConvEncoder
+from worldmodels.models.rssm import RSSM, Categorical, Gaussian
+from worldmodels.models.rssm_world_model import RSSMWorldModel
 
 
 def preprocess(pixels: Tensor) -> Tensor:
@@ -52,7 +52,7 @@ def postprocess(images: Tensor) -> Tensor:
 
 
 class DreamerV2(RSSMWorldModel):
-    """DreamerV2 world model implementing :class:`worldmodels.base.WorldModel`.
+    """DreamerV2 world model implementing :class:`worldmodels.core.interface.WorldModel`.
 
     Args:
         config: :class:`DreamerConfig` (DreamerV2 ``dmc_vision`` defaults).
@@ -65,7 +65,7 @@ class DreamerV2(RSSMWorldModel):
 
     Example:
         >>> model = DreamerV2(DreamerConfig(), action_dim=6)
-        >>> opt = make_model_optimizer(model.config, model)  # worldmodels.factory
+        >>> opt = make_model_optimizer(model.config, model)  # worldmodels.methods
         >>> out = model.loss(batch)                     # batch [B, T] of replay rows
         >>> opt.zero_grad(); out.loss.backward()
         >>> torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip); opt.step()

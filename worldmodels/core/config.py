@@ -259,7 +259,7 @@ class PLDMConfig:
 
 @dataclass(frozen=True)
 class OfflineConfig:
-    """Training from a fixed reward-free dataset (``worldmodels.offline_training``; PLDM's setting).
+    """Training from a fixed reward-free dataset (``worldmodels.training.offline``; PLDM's setting).
 
     Two Rooms data is generated as PLDM does (``envs/two_rooms_data.py``; methods.md 3.6) and
     rendered on the fly; DMC data is uniform-random-policy episodes (``collect_random_episodes``).
@@ -524,7 +524,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
-    """offline (reward-free dataset) training: data generation and update schedule (worldmodels.offline_training)"""
+    """offline (reward-free dataset) training: data generation and update schedule (worldmodels.training.offline)"""
     lexa: LexaConfig = field(default_factory=LexaConfig)
     """LEXA explorer and achiever (``method: lexa``)"""
 

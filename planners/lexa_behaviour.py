@@ -22,9 +22,9 @@ from tensordict import TensorDict
 from torch import Tensor, nn
 
 from planners.actor_critic import ImaginationActorCritic
-from worldmodels import keys
-from worldmodels.config import ActorCriticConfig, LexaConfig
-from worldmodels.lexa import (
+from worldmodels.core import keys
+from worldmodels.core.config import ActorCriticConfig, LexaConfig
+from planners.lexa_networks import (
     CosineEmbedReward,
     DisagreementEnsemble,
     ExplorerReward,

@@ -26,11 +26,12 @@ from tensordict import TensorDict
 from tqdm.auto import tqdm
 
 from envs import make_env
-from worldmodels import checkpoint, keys
-from worldmodels.config import RunConfig, load_config, save_config, to_dict
-from worldmodels.factory import make_agent, make_behaviour, make_model, make_model_optimizer, resolve_device
-from worldmodels.logger import Logger
-from worldmodels.replay import SequenceReplay
+from worldmodels.training import checkpoint
+from worldmodels.core import keys
+from worldmodels.core.config import RunConfig, load_config, save_config, to_dict
+from worldmodels.methods import make_agent, make_behaviour, make_model, make_model_optimizer, resolve_device
+from worldmodels.training.logger import Logger
+from worldmodels.data.replay import SequenceReplay
 
 
 class TrainingDiverged(RuntimeError):
@@ -190,7 +191,7 @@ def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, pr
         if video_path is not None:
             frames.append(episode_frames(rollout))
     if video_path is not None:
-        from worldmodels.viz import write_video
+        from worldmodels.viz.openloop import write_video
 
         video = torch.cat(frames).permute(0, 2, 3, 1).numpy()
         write_video(video, video_path, fps=20)
@@ -253,7 +254,7 @@ def log_imagination(run: Run, step: int) -> dict:
 
     Skipped (empty dict) while no stored episode is long enough for context + horizon.
     """
-    from worldmodels.viz import log_openloop
+    from worldmodels.viz.openloop import log_openloop
 
     lcfg = run.cfg.log
     length = lcfg.openloop_context + lcfg.openloop_horizon
@@ -298,11 +299,11 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
     """Train ``cfg`` (or resume the run in ``run_dir``); returns the run directory.
 
     Methods that learn from a fixed offline dataset (``pldm``) go to
-    :func:`worldmodels.offline_training.train_offline`; the others collect their own data here.
+    :func:`worldmodels.training.offline.train_offline`; the others collect their own data here.
     """
     cfg, run_dir = prepare(cfg, run_dir, resume)
     if cfg.method == "pldm":
-        from worldmodels.offline_training import train_offline
+        from worldmodels.training.offline import train_offline
 
         return train_offline(cfg, run_dir, resume=resume)
     checkpoint.seed_everything(cfg.seed)
@@ -351,7 +352,7 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
                 run.logger.scalars(log_imagination(run, env_steps), env_steps)
             if cfg.method == "lexa" and cfg.lexa.goal_eval_every and episodes % cfg.lexa.goal_eval_every == 0 \
                     and run.counters["last_eval_episode"] != episodes:
-                from worldmodels.lexa_training import log_goal_success
+                from worldmodels.training.lexa_hooks import log_goal_success
 
                 postfix["success"] = f"{log_goal_success(run, env_steps):.2f}"
                 run.counters["last_eval_episode"] = episodes
@@ -375,7 +376,7 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
             if episodes >= tcfg.total_episodes or stopping:
                 break
             if cfg.method == "lexa":
-                from worldmodels.lexa_training import collect_agent as lexa_collect_agent
+                from worldmodels.training.lexa_hooks import collect_agent as lexa_collect_agent
 
                 collect_agent = lexa_collect_agent(run.behaviour, run.replay, episodes)
             rollout = collect_episode(run.env, collect_agent)

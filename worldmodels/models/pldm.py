@@ -4,7 +4,7 @@ PLDM (Sobal, Zhang et al. 2025, "Learning from Reward-Free Offline Data: A Case 
 Latent Dynamics Models", arXiv 2502.14819; ``pldm/models/jepa.py``; methods.md 2.5 and 3.5):
 
 * encoder ``z_t = Enc(o_t)`` (IMPALA-style CNN, GroupNorm, final LayerNorm; flat latent ``[Z]``,
-  see :mod:`worldmodels.pldm_networks`), applied to each frame independently;
+  see :mod:`worldmodels.models.pldm_networks`), applied to each frame independently;
 * predictor ``z^_{t+1} = Pred(z^_t, a_t)`` (residual GRU with LayerNorm, deterministic), unrolled
   from ``z^_0 = z_0`` over the ``T - 1`` steps of a ``[B, T]`` window; no EMA target (momentum 0);
 * no decoder and no reward head (``decode``/``reward`` raise :class:`CapabilityError`).
@@ -17,8 +17,8 @@ Loss (mean reductions as ``F.mse_loss``; the projector is the identity)::
       + sim_coeff_t * mean_t |z_{t+1} - z_t|^2                        (temporal smoothness)
       + idm_coeff   * mean_t |IDM([z_t, z_{t+1}]) - a_t|^2            (inverse dynamics)
 
-with ``var``/``cov`` the VICReg terms of :mod:`worldmodels.vicreg`. Actions follow the alignment
-rule of :mod:`worldmodels.keys`: row ``t``'s ``ACTION`` is the action taken at ``o_t``, leading to
+with ``var``/``cov`` the VICReg terms of :mod:`worldmodels.models.vicreg`. Actions follow the alignment
+rule of :mod:`worldmodels.core.keys`: row ``t``'s ``ACTION`` is the action taken at ``o_t``, leading to
 ``o_{t+1}``, so the unroll uses ``ACTION[:, :-1]``.
 
 Example:
@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import LossOutput, Policy, WorldModel, check_shapes
-from worldmodels.config import PLDMConfig
-from worldmodels.networks import MLP
-from worldmodels.pldm_networks import ImpalaEncoder, ResidualGRUPredictor
-from worldmodels.vicreg import feature_std, vicreg_covariance, vicreg_variance
+from worldmodels.core import keys
+from worldmodels.core.interface import LossOutput, Policy, WorldModel, check_shapes
+from worldmodels.core.config import PLDMConfig
+from worldmodels.models.networks import MLP
+from worldmodels.models.pldm_networks import ImpalaEncoder, ResidualGRUPredictor
+from worldmodels.models.vicreg import feature_std, vicreg_covariance, vicreg_variance
 
 
 def preprocess(pixels: Tensor) -> Tensor:
@@ -48,10 +48,10 @@ def preprocess(pixels: Tensor) -> Tensor:
 
 
 class PLDM(WorldModel):
-    """PLDM-style JEPA implementing :class:`~worldmodels.base.WorldModel` (state key ``keys.LATENT``).
+    """PLDM-style JEPA implementing :class:`~worldmodels.core.interface.WorldModel` (state key ``keys.LATENT``).
 
     Args:
-        config: :class:`~worldmodels.config.PLDMConfig` (sizes and loss coefficients).
+        config: :class:`~worldmodels.core.config.PLDMConfig` (sizes and loss coefficients).
         action_dim: A.
         image_shape: ``(C, H, W)`` of the observations (Two Rooms: ``(2, 64, 64)``).
     """

@@ -1,4 +1,4 @@
-"""Episode-ring storage for :mod:`worldmodels.replay`: torchrl Storage, Writer and Sampler parts.
+"""Episode-ring storage for :mod:`worldmodels.data.replay`: torchrl Storage, Writer and Sampler parts.
 
 * :class:`EpisodeMemmapStorage` -- torchrl ``LazyMemmapStorage`` that can reopen its memmap files,
   gathers rows with ``index_select`` and fsyncs.
@@ -7,7 +7,7 @@
   committing it durably (evictions recorded, rows written + flushed, episode recorded).
 * :class:`EpisodeWindowSampler` -- a torchrl ``Sampler`` drawing ``[B, T]`` windows inside episodes.
 
-Rows follow the alignment rule of :mod:`worldmodels.keys` (:func:`check_rows` validates them).
+Rows follow the alignment rule of :mod:`worldmodels.core.keys` (:func:`check_rows` validates them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torchrl.data import LazyMemmapStorage
 from torchrl.data.replay_buffers.samplers import Sampler
 from torchrl.data.replay_buffers.writers import Writer
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 FORMAT = "worldmodels-replay"
 VERSION = 1

@@ -1,6 +1,6 @@
 """Pixel drawing in plain numpy: a 3x5 bitmap font and a small line-plot renderer.
 
-Used by ``worldmodels.viz`` to stamp step numbers and labels on video frames and to draw
+Used by ``worldmodels.viz.openloop`` to stamp step numbers and labels on video frames and to draw
 error curves to PNG without matplotlib (not a dependency). Images are uint8 ``[H, W, 3]``.
 """
 

@@ -8,7 +8,7 @@
 
 Works for PLDM (``method: pldm``) and for PlaNet / DreamerV2 trained on the same data (the
 benchmark compares them with the same MPPI). Checkpoints use the payload of
-``worldmodels.training.save_run`` (``config, model, optimizer, behaviour=None, counters, rng``) so
+``worldmodels.training.online.save_run`` (``config, model, optimizer, behaviour=None, counters, rng``) so
 ``training.load_trained(run_dir)`` loads them for ``eval``/``plan``/``imagine``. A run resumes from
 ``checkpoints/latest.pt`` with its optimiser, counters and RNG states (the data is re-read from
 disk; the dataset is deterministic given ``offline.data_seed``).
@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from worldmodels import checkpoint, keys
-from worldmodels.config import RunConfig
-from worldmodels.datasets import OfflineSequenceDataset, load_dataset
-from worldmodels.factory import make_model, make_model_optimizer, resolve_device
-from worldmodels.logger import Logger
-from worldmodels.training import (
+from worldmodels.training import checkpoint
+from worldmodels.core import keys
+from worldmodels.core.config import RunConfig
+from worldmodels.data.datasets import OfflineSequenceDataset, load_dataset
+from worldmodels.methods import make_model, make_model_optimizer, resolve_device
+from worldmodels.training.logger import Logger
+from worldmodels.training.online import (
     StopRequest,
     TrainingDiverged,
     checkpoint_path,
@@ -37,7 +38,7 @@ from worldmodels.training import (
     prepare,
     save_state,
 )
-from worldmodels.two_rooms_eval import evaluate_goal_reaching
+from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 
 __all__ = ["train_offline", "evaluate_goal_reaching", "ensure_dataset"]
 
@@ -65,7 +66,7 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> Off
         return load_dataset(directory, render_fn=make_render_fn(cfg.env.image_size, cfg.env.two_rooms_channels))
     if not (directory / "dataset.json").is_file():
         from envs import make_env
-        from worldmodels.datasets import collect_random_episodes
+        from worldmodels.data.datasets import collect_random_episodes
 
         env = make_env(cfg.env, seed=ocfg.data_seed)
         try:

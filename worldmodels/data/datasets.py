@@ -18,7 +18,7 @@ On-disk format ``worldmodels-episodes``, version 1 -- a directory holding::
      "fields": {name: {"dtype": "float32", "shape": [S]}, ...}}   # per-row shapes
 
 Each ``ep_XXXXXX.npz`` (uncompressed ``numpy.savez``) holds one array per field, ``[L, *shape]``,
-L = T + 1 rows for T transitions, following the alignment rule of :mod:`worldmodels.keys`:
+L = T + 1 rows for T transitions, following the alignment rule of :mod:`worldmodels.core.keys`:
 ``pixels`` (uint8 ``[L, C, H, W]``, only when stored), ``state``, ``action`` (taken at t; zeros
 on the last row), ``prev_action`` (led to t; zeros on row 0), ``reward`` ``[L, 1]`` (on arriving;
 0 on row 0), ``is_first``, ``is_last``, ``is_terminal`` (bool ``[L, 1]``), and ``proprio`` when the
@@ -44,9 +44,9 @@ import torch
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from worldmodels import keys
-from worldmodels.episode_storage import atomic_write_json, check_rows, row_fields
-from worldmodels.replay import steps_to_rows
+from worldmodels.core import keys
+from worldmodels.data.replay_storage import atomic_write_json, check_rows, row_fields
+from worldmodels.data.replay import steps_to_rows
 
 FORMAT = "worldmodels-episodes"
 VERSION = 1
@@ -145,7 +145,7 @@ class OfflineSequenceDataset:
     """An episode dataset held in memory as flat rows; samples ``[B, T]`` windows inside episodes.
 
     Build with :func:`load_dataset`. Windows are drawn uniformly over all valid (episode, start)
-    pairs, like :class:`worldmodels.replay.SequenceReplay`; pixels come from disk or, for
+    pairs, like :class:`worldmodels.data.replay.SequenceReplay`; pixels come from disk or, for
     ``pixels: render`` datasets, from ``render_fn(state)`` for the sampled rows only.
     """
 
@@ -213,7 +213,7 @@ class OfflineSequenceDataset:
         return self._with_pixels(flat, pixels).reshape(batch_size, sequence_length).to(device)
 
     def fill_replay(self, replay, progress: bool = False) -> int:
-        """Add every episode to a :class:`~worldmodels.replay.SequenceReplay` (rendering pixels if
+        """Add every episode to a :class:`~worldmodels.data.replay.SequenceReplay` (rendering pixels if
         needed); returns the number added."""
         for index in tqdm(range(self.num_episodes), desc="fill replay", disable=not progress):
             replay.add_episode(self.episode(index))
@@ -267,7 +267,7 @@ def collect_random_episodes(env, num_episodes: int, writer_or_directory, seed: i
     """Run ``num_episodes`` uniform-random-policy episodes of a torchrl env into a dataset.
 
     Each episode is one ``env.rollout`` to its end (time limit or terminal), flattened into rows
-    by :func:`worldmodels.replay.steps_to_rows` and written atomically.
+    by :func:`worldmodels.data.replay.steps_to_rows` and written atomically.
 
     Args:
         env: torchrl env (e.g. ``envs.dmc.DMCEnv``) with a bounded ``action_spec``.

@@ -13,8 +13,8 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import Policy, WorldModel, check_shapes
+from worldmodels.core import keys
+from worldmodels.core.interface import Policy, WorldModel, check_shapes
 
 
 class RSSMWorldModel(WorldModel):

@@ -1,7 +1,7 @@
 """Online replay: torchrl rollouts -> rows (the alignment rule) -> whole episodes on disk -> [B, T] windows.
 
 This is the one place torchrl's ``("next", ...)`` layout is flattened into *rows* (see the alignment
-rule in :mod:`worldmodels.keys`): an episode of T transitions becomes T+1 rows holding ``pixels``
+rule in :mod:`worldmodels.core.keys`): an episode of T transitions becomes T+1 rows holding ``pixels``
 (and every other observation key), ``action`` (taken at t; zeros on the last row), ``prev_action``
 (led to t; zeros at ``is_first``), ``reward`` (on arriving; 0 at ``is_first``), ``is_first``,
 ``is_last``, ``is_terminal`` and ``episode`` (a replay-wide id). Pixels stay ``uint8`` on disk.
@@ -44,8 +44,8 @@ import torch
 from tensordict import TensorDict, is_tensor_collection
 from torchrl.data import ReplayBuffer
 
-from worldmodels import keys
-from worldmodels.episode_storage import (
+from worldmodels.core import keys
+from worldmodels.data.replay_storage import (
     FORMAT,
     ROW_KEYS,
     VERSION,
@@ -170,7 +170,7 @@ class SequenceReplay:
 
     @classmethod
     def from_config(cls, config, directory, device="cpu", **kwargs) -> "SequenceReplay":
-        """Build from a :class:`worldmodels.config.ReplayConfig`."""
+        """Build from a :class:`worldmodels.core.config.ReplayConfig`."""
         return cls(directory, config.capacity, config.batch_size, config.sequence_length, device=device, **kwargs)
 
     # ------------------------------------------------------------------ adding

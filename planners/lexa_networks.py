@@ -33,10 +33,10 @@ from tensordict import TensorDict
 from torch import Tensor, nn
 
 from planners.objectives import GoalDistanceObjective
-from worldmodels import keys
-from worldmodels.base import WorldModel
-from worldmodels.config import LexaConfig
-from worldmodels.networks import MLP, activation_module
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
+from worldmodels.core.config import LexaConfig
+from worldmodels.models.networks import MLP, activation_module
 
 
 class DisagreementEnsemble(nn.Module):

@@ -19,8 +19,8 @@ from tensordict import TensorDict
 from tqdm.auto import tqdm
 
 from envs.two_rooms import is_success, layout_for, move, render_positions, room_of, sample_start_goal
-from worldmodels import keys
-from worldmodels.base import WorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import WorldModel
 
 
 def sample_pairs(episodes: int, seed: int = 42, image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
     """Plan toward goal images in Two Rooms and measure success from the true positions.
 
     Args:
-        cfg: the run's :class:`~worldmodels.config.RunConfig` (``env`` must be Two Rooms; ``planner``
+        cfg: the run's :class:`~worldmodels.core.config.RunConfig` (``env`` must be Two Rooms; ``planner``
             and ``mppi``/``cem`` pick the planner; ``offline.eval_episodes``/``eval_seed`` the defaults).
         model: any world model (PLDM, PlaNet, DreamerV2) trained on Two Rooms pixels.
         episodes: number of start/goal pairs N (default ``cfg.offline.eval_episodes``; PLDM: 100).

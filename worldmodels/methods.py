@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from worldmodels.base import WorldModel
-from worldmodels.config import ConfigError, RunConfig
+from worldmodels.core.interface import WorldModel
+from worldmodels.core.config import ConfigError, RunConfig
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,15 +24,15 @@ def resolve_device(name: str) -> torch.device:
 def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
     """The world model named by ``cfg.method``."""
     if cfg.method == "planet":
-        from worldmodels.planet import PlaNet
+        from worldmodels.models.planet import PlaNet
 
         return PlaNet(cfg.model, action_dim=action_dim, image_shape=image_shape)
     if cfg.method in ("dreamerv2", "lexa"):  # LEXA: DreamerV2's model with LexaModelConfig defaults
-        from worldmodels.dreamer import DreamerV2
+        from worldmodels.models.dreamer import DreamerV2
 
         return DreamerV2(cfg.model, action_dim=action_dim, image_shape=image_shape)
     if cfg.method == "pldm":
-        from worldmodels.pldm import PLDM
+        from worldmodels.models.pldm import PLDM
 
         return PLDM(cfg.model, action_dim=action_dim, image_shape=image_shape)
     raise ConfigError(f"Unknown method {cfg.method!r}.")
@@ -58,7 +58,7 @@ def uses_actor(cfg: RunConfig) -> bool:
 def make_behaviour(cfg: RunConfig, model: WorldModel):
     """The imagination actor-critic (DreamerV2), LEXA's explorer + achiever, or None (planning methods)."""
     if cfg.method == "lexa":
-        from worldmodels.lexa_behaviour import LexaBehaviour
+        from planners.lexa_behaviour import LexaBehaviour
 
         return LexaBehaviour(model, cfg.actor_critic, cfg.lexa, model_lr=cfg.model.learning_rate)
     if not uses_actor(cfg):

@@ -17,8 +17,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def _train(args) -> int:
-    from worldmodels.config import load_config
-    from worldmodels.training import train
+    from worldmodels.core.config import load_config
+    from worldmodels.training.online import train
 
     if args.resume:
         if args.config or args.overrides:
@@ -36,11 +36,11 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
-    from worldmodels.factory import make_agent
-    from worldmodels.training import evaluate, load_trained
+    from worldmodels.methods import make_agent
+    from worldmodels.training.online import evaluate, load_trained
 
     if args.goals:
-        from worldmodels.goal_planning import evaluate_goals
+        from worldmodels.evaluation.goal_sets import evaluate_goals
 
         result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
                                 video_dir=args.video, device=args.device, metric=args.metric)
@@ -52,7 +52,7 @@ def _eval(args) -> int:
         raise ValueError("LEXA learns without task reward, so its runs are evaluated on goal images: "
                          "pass --goals TASKSET (point_mass, reacher, roboyoga_walker, roboyoga_quadruped).")  # fmt: skip
     if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
-        from worldmodels.two_rooms_eval import evaluate_goal_reaching
+        from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 
         env.close()
         if args.planner:
@@ -75,7 +75,7 @@ def _eval(args) -> int:
 
 
 def _plan(args) -> int:
-    from worldmodels.goal_planning import plan_to_goal
+    from worldmodels.evaluation.goal_sets import plan_to_goal
 
     result = plan_to_goal(args.run_dir, args.goal, planner=args.planner, steps=args.steps,
                           video_path=args.video, resize=args.resize, device=args.device, metric=args.metric)
@@ -84,7 +84,7 @@ def _plan(args) -> int:
 
 
 def _imagine(args) -> int:
-    from worldmodels.imagine import imagine_run
+    from worldmodels.viz.report import imagine_run
 
     result = imagine_run(args.run_dir, episodes=args.episodes, context=args.context, horizon=args.horizon,
                          out=args.out, device=args.device, source=args.source, probe_steps=args.probe_steps)
@@ -103,7 +103,7 @@ def _goals(args) -> int:
 
 
 def _collect(args) -> int:
-    from worldmodels.datasets import collect_command
+    from worldmodels.data.datasets import collect_command
 
     collect_command(
         domain=args.domain, task=args.task, episodes=args.episodes, out=args.out,
@@ -184,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from worldmodels.base import CapabilityError
-    from worldmodels.config import ConfigError
-    from worldmodels.training import TrainingDiverged
+    from worldmodels.core.interface import CapabilityError
+    from worldmodels.core.config import ConfigError
+    from worldmodels.training.online import TrainingDiverged
 
     try:
         return args.func(args)

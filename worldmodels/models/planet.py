@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
-from worldmodels import keys
-from worldmodels.base import LossOutput, check_shapes
-from worldmodels.config import PlaNetConfig
-from worldmodels.distributions import gaussian_kl, gaussian_params, kl_free_nats
-from worldmodels.networks import MLP, ConvDecoder, ConvEncoder
-from worldmodels.rssm import RSSM, Gaussian
-from worldmodels.rssm_model import RSSMWorldModel
+from worldmodels.core import keys
+from worldmodels.core.interface import LossOutput, check_shapes
+from worldmodels.core.config import PlaNetConfig
+from worldmodels.models.distributions import gaussian_kl, gaussian_params, kl_free_nats
+from worldmodels.models.networks import MLP, ConvDecoder, ConvEncoder
+from worldmodels.models.rssm import RSSM, Gaussian
+from worldmodels.models.rssm_world_model import RSSMWorldModel
 
 
 def preprocess(pixels: Tensor, bits: int, noise: bool = True) -> Tensor:
@@ -58,7 +58,7 @@ def postprocess(images: Tensor) -> Tensor:
 
 
 class PlaNet(RSSMWorldModel):
-    """PlaNet world model implementing :class:`worldmodels.base.WorldModel`.
+    """PlaNet world model implementing :class:`worldmodels.core.interface.WorldModel`.
 
     Args:
         config: :class:`PlaNetConfig` (paper defaults).

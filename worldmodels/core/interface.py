@@ -36,7 +36,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from worldmodels import keys
+from worldmodels.core import keys
 
 Policy = Callable[[Tensor], Tensor]
 """features [N, F] -> action [N, A] in [-1, 1]. Goal-conditioned actors are bound to their goal
@@ -117,7 +117,7 @@ class WorldModel(nn.Module, abc.ABC):
     def decode(self, state: TensorDict) -> Tensor:
         """Reconstructed image ``[..., C, H, W]`` in [0, 1]. Only models with ``has_decoder``."""
         raise CapabilityError(
-            f"{type(self).__name__} has no decoder; visualise it through a probe decoder (worldmodels.viz)."
+            f"{type(self).__name__} has no decoder; visualise it through a probe decoder (worldmodels.viz.openloop)."
         )
 
     @abc.abstractmethod
