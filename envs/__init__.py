@@ -8,16 +8,11 @@ decides the domain and task.
 
 from __future__ import annotations
 
-import os
-
-# Headless rendering by default; must be set before anything imports mujoco (torchrl does).
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 from typing import TYPE_CHECKING
 
 from worldmodels.core.config import EnvConfig
 
-if TYPE_CHECKING:  # importing torchrl.envs would import mujoco before envs.dmc sets MUJOCO_GL
+if TYPE_CHECKING:  # importing torchrl.envs here would load MuJoCo for every user of make_env
     import torch
     from torchrl.envs import EnvBase
 
@@ -42,7 +37,7 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
 
         return GoalEnv.from_config(cfg, seed=seed, device=device)
     if cfg.suite == "dmc":
-        from envs.dmc import DMCEnv  # imports mujoco; sets MUJOCO_GL=egl if unset
+        from envs.dmc import DMCEnv  # loads MuJoCo
 
         return DMCEnv(
             domain=cfg.domain,

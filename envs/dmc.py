@@ -17,8 +17,9 @@ Paper defaults per domain (``default_action_repeat`` / ``default_camera``):
 * camera from LEXA / Dreamer ``envs.py`` (``orybkin/lexa-benchmark``, ``base_envs.py``):
   quadruped 2, all other domains 0.
 
-Headless rendering needs ``MUJOCO_GL`` set before MuJoCo is imported; this module defaults it to
-``egl`` (Mesa's llvmpipe on CPU-only machines, the GPU's EGL driver elsewhere).
+Headless rendering needs ``MUJOCO_GL`` set before MuJoCo is imported; importing ``worldmodels``
+(which every module here does first, through ``worldmodels.core``) defaults it to ``egl`` (Mesa's
+llvmpipe on CPU-only machines, the GPU's EGL driver elsewhere).
 
 Example:
     >>> env = DMCEnv("cartpole", "swingup", image_size=64, episode_length=1000, seed=0)
@@ -32,10 +33,6 @@ import atexit
 import math
 import os
 import weakref
-
-# Headless rendering: MUJOCO_GL must be set before mujoco is first imported (torchrl.data and
-# torchrl.envs import it too), so this runs before any of them here.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 import torch

@@ -392,7 +392,7 @@ def make_goal_env(task_set: str, goal_index: int | None = None, image_size: int 
         fast_render: ``DMCEnv``'s opt-in renderer without shadows/reflections.
     """
     _check_set(task_set)
-    from envs.dmc import DMCEnv  # imports MuJoCo; sets MUJOCO_GL=egl if unset
+    from envs.dmc import DMCEnv  # loads MuJoCo
 
     domain, task = _TASKS[task_set]
     if action_repeat is None:

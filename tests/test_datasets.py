@@ -3,7 +3,6 @@
 import json
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
 import pytest

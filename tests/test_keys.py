@@ -2,7 +2,6 @@
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest
 import torch

@@ -5,7 +5,9 @@ Public API: ``WorldModel`` (the interface), ``load_config`` and the keys module.
 
 import os
 
-# Headless rendering by default; must be set before anything imports mujoco (torchrl does).
+# The one place MUJOCO_GL is defaulted: headless rendering must be chosen before MuJoCo loads
+# (torchrl imports it too), and every module of worldmodels, planners and envs imports this
+# package first (through worldmodels.core).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from worldmodels.core import keys

@@ -1,98 +1,199 @@
-"""Build models, planners and agents from a RunConfig (explicit if/elif; no registry).
+"""The one table that names methods: ``method: NAME`` in a config -> everything that differs per method.
 
-Values derived from the environment (action size, image shape) are passed in as arguments,
-never written back into the config.
+Each :class:`Method` says which world model to build, which behaviour learner trains beside it
+(none for planning methods), how the agent acts, how it reaches goal images, which loop trains it
+and what an evaluation during training measures. The training loops, evaluation and the CLI only
+read the entry; nothing else in the package compares method names. The model-config class of each
+method is ``worldmodels.core.config.MODEL_CONFIGS`` (config loading sits below this module).
+
+Adding a method: its model (``worldmodels/models/``), its model config (``core/config.py`` and its
+``MODEL_CONFIGS`` entry), a behaviour if it has one (``planners/``), and one entry in :data:`METHODS`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
 import torch
 
+from envs import make_env
+from planners.actor_critic import ImaginationActorCritic
+from planners.agents import PolicyAgent
+from planners.builder import goal_planning_agent, planning_agent
+from planners.lexa_behaviour import LexaBehaviour
+from worldmodels.core import keys
+from worldmodels.core.config import ConfigError, RunConfig, load_config
 from worldmodels.core.interface import WorldModel
-from worldmodels.core.config import ConfigError, RunConfig
+from worldmodels.evaluation.lexa import achiever_agent_for, lexa_scalars
+from worldmodels.models.dreamer import DreamerV2
+from worldmodels.models.planet import PlaNet
+from worldmodels.models.pldm import PLDM
+from worldmodels.training.offline import train_offline
+from worldmodels.training.online import OnlineRun, evaluate_returns, train_online
+from worldmodels.training.run_dir import load_weights, prepare, resolve_device
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} was requested but no CUDA GPU is available; use device=auto or cpu.")
-    return torch.device(name)
+def actor_critic(cfg: RunConfig, model: WorldModel) -> ImaginationActorCritic:
+    return ImaginationActorCritic(model, cfg.actor_critic)
+
+
+def lexa_behaviour(cfg: RunConfig, model: WorldModel) -> LexaBehaviour:
+    return LexaBehaviour(model, cfg.actor_critic, cfg.lexa, model_lr=cfg.model.learning_rate)
+
+
+def standard_collect_agent(run: OnlineRun, episode: int):
+    """The method's own agent with exploration noise collects every episode."""
+    return run.method.make_agent(run.cfg, run.model, run.behaviour, explore=True)
+
+
+def lexa_collect_agent(run: OnlineRun, episode: int):
+    """LEXA alternates (``expl_every_ep``): the explorer collects every ``lexa.explorer_every``-th
+    episode, the achiever practises a goal image drawn uniformly from the replay on the others."""
+    behaviour = run.behaviour
+    if episode % run.cfg.lexa.explorer_every == 0:
+        return PolicyAgent(run.model, behaviour.policy(sample=True))
+    goal = run.replay.sample(1, 1)[keys.PIXELS][0, 0]  # [C,H,W]
+    return PolicyAgent(run.model, behaviour.achiever_policy(goal, sample=True))
+
+
+def lexa_evaluate(run: OnlineRun, step: int) -> dict[str, str]:
+    """LEXA learns without task reward: the achiever on the goal set, the explorer against random actions."""
+    scalars = lexa_scalars(run.cfg, run.model, run.behaviour, run.replay)
+    run.logger.scalars(scalars, step)
+    return {"success": f"{scalars['eval/goal_success']:.2f}"}
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything that differs between methods; the loops and the CLI read only this."""
+
+    name: str
+    model_class: type
+    """world model, built as ``model_class(cfg.model, action_dim=A, image_shape=(C, H, W))``"""
+    behaviour: Callable[[RunConfig, WorldModel], object] | None = None
+    """behaviour learner updated after every model update (``update(loss_output) -> metrics``,
+    ``policy(sample)``); None = the agent plans with ``cfg.planner`` on predicted reward"""
+    loop: Literal["online", "offline"] = "online"
+    """``online``: collects its own episodes (PlaNet Algorithm 1); ``offline``: a fixed dataset"""
+    goal_metric: Literal["cosine", "l2"] = "cosine"
+    """latent distance when planning toward a goal image (LEXA: cosine; PLDM: squared L2)"""
+    goal_steps: Literal["final", "last_k", "all"] = "all"
+    """which imagined steps the goal distance sums (LEXA: all; PLDM: the last 3)"""
+    goal_policy: Callable | None = None
+    """``(model, behaviour) -> agent_for(goal_pixels)`` when a learned policy reaches goals (LEXA's
+    achiever); None = plan toward the goal's latent"""
+    task_reward: bool = True
+    """False: the method learns without task reward and is evaluated on goal images only"""
+    collect: Callable[[OnlineRun, int], object] = standard_collect_agent
+    """the agent collecting training episode number ``episode``"""
+    training_eval: Callable[[OnlineRun, int], dict] = evaluate_returns
+    """the evaluation run during online training"""
+    training_eval_every: Callable[[RunConfig], int] = lambda cfg: cfg.train.eval_every
+    """its period in collected episodes (0 = never)"""
+
+    # -- what the online loop asks (training.online.MethodParts)
+    def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
+        return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape)
+
+    def make_behaviour(self, cfg: RunConfig, model: WorldModel):
+        return None if self.behaviour is None else self.behaviour(cfg, model)
+
+    def make_agent(self, cfg: RunConfig, model: WorldModel, behaviour, explore: bool):
+        """The acting agent: the behaviour's policy when there is one, else a planner on predicted reward."""
+        if behaviour is not None:
+            return PolicyAgent(model, behaviour.policy(sample=explore))
+        return planning_agent(cfg, model, explore=explore)
+
+    def collect_agent(self, run: OnlineRun, episode: int):
+        return self.collect(run, episode)
+
+    def eval_every(self, cfg: RunConfig) -> int:
+        return self.training_eval_every(cfg)
+
+    def evaluate(self, run: OnlineRun, step: int) -> dict[str, str]:
+        return self.training_eval(run, step)
+
+    # -- goal images
+    def goal_agent_for(self, cfg: RunConfig, model: WorldModel, behaviour=None, planner: str | None = None,
+                       metric: str | None = None):  # fmt: skip
+        """``agent_for(goal_pixels [C, H, W]) -> agent`` acting toward that goal image (a new agent per goal)."""
+        if self.goal_policy is not None:
+            return self.goal_policy(model, behaviour)
+        metric = metric or self.goal_metric
+        return lambda goal_pixels: goal_planning_agent(cfg, model, goal_pixels, metric, self.goal_steps, name=planner)
+
+    def train(self, cfg: RunConfig | None, run_dir, resume: bool) -> Path:
+        loop = train_offline if self.loop == "offline" else train_online
+        return loop(cfg, run_dir, self, resume=resume)
+
+
+METHODS: dict[str, Method] = {
+    "planet": Method("planet", PlaNet),
+    "dreamerv2": Method("dreamerv2", DreamerV2, behaviour=actor_critic),
+    "lexa": Method(
+        "lexa", DreamerV2, behaviour=lexa_behaviour, goal_policy=achiever_agent_for, task_reward=False,
+        collect=lexa_collect_agent, training_eval=lexa_evaluate, training_eval_every=lambda cfg: cfg.lexa.goal_eval_every,
+    ),
+    "pldm": Method("pldm", PLDM, loop="offline", goal_metric="l2", goal_steps="last_k"),
+}
+"""Every method by its config name. LEXA's model is DreamerV2's with LEXA's defaults (``LexaModelConfig``)."""
+
+
+def method_of(cfg: RunConfig) -> Method:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"Unknown method {cfg.method!r}; allowed: {', '.join(METHODS)}.")
+    return METHODS[cfg.method]
 
 
 def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
     """The world model named by ``cfg.method``."""
-    if cfg.method == "planet":
-        from worldmodels.models.planet import PlaNet
-
-        return PlaNet(cfg.model, action_dim=action_dim, image_shape=image_shape)
-    if cfg.method in ("dreamerv2", "lexa"):  # LEXA: DreamerV2's model with LexaModelConfig defaults
-        from worldmodels.models.dreamer import DreamerV2
-
-        return DreamerV2(cfg.model, action_dim=action_dim, image_shape=image_shape)
-    if cfg.method == "pldm":
-        from worldmodels.models.pldm import PLDM
-
-        return PLDM(cfg.model, action_dim=action_dim, image_shape=image_shape)
-    raise ConfigError(f"Unknown method {cfg.method!r}.")
-
-
-def make_model_optimizer(model_cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The world-model optimiser from the model config's ``learning_rate``, ``adam_eps``, ``weight_decay``.
-
-    Adam; with ``weight_decay`` > 0, DreamerV2's decoupled decay ``w <- (1 - wd) w`` per update,
-    which is AdamW with ``weight_decay = wd / lr`` (AdamW decays by ``lr * weight_decay``).
-    """
-    lr, eps, wd = model_cfg.learning_rate, model_cfg.adam_eps, model_cfg.weight_decay
-    if wd > 0:
-        return torch.optim.AdamW(model.parameters(), lr, eps=eps, weight_decay=wd / lr)
-    return torch.optim.Adam(model.parameters(), lr, eps=eps)
-
-
-def uses_actor(cfg: RunConfig) -> bool:
-    """Whether the method learns a policy in imagination (DreamerV2, LEXA) instead of planning (PlaNet)."""
-    return cfg.method in ("dreamerv2", "lexa")
+    return method_of(cfg).make_model(cfg, action_dim, image_shape)
 
 
 def make_behaviour(cfg: RunConfig, model: WorldModel):
-    """The imagination actor-critic (DreamerV2), LEXA's explorer + achiever, or None (planning methods)."""
-    if cfg.method == "lexa":
-        from planners.lexa_behaviour import LexaBehaviour
-
-        return LexaBehaviour(model, cfg.actor_critic, cfg.lexa, model_lr=cfg.model.learning_rate)
-    if not uses_actor(cfg):
-        return None
-    from planners.actor_critic import ImaginationActorCritic
-
-    return ImaginationActorCritic(model, cfg.actor_critic)
+    """The method's behaviour learner, or None for planning methods."""
+    return method_of(cfg).make_behaviour(cfg, model)
 
 
-def make_planner(cfg: RunConfig, model: WorldModel, objective=None):
-    """CEM or MPPI (``cfg.planner``) toward ``objective`` (default: predicted reward)."""
-    from planners.objectives import RewardObjective
-
-    objective = objective if objective is not None else RewardObjective(model)
-    if cfg.planner == "cem":
-        from planners.cem import CEMPlanner
-
-        return CEMPlanner(model, objective, cfg.cem)
-    from planners.mppi import MPPIPlanner
-
-    return MPPIPlanner(model, objective, cfg.mppi)
+def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool = False):
+    """The method's acting agent (exploration noise while collecting, none for evaluation)."""
+    return method_of(cfg).make_agent(cfg, model, behaviour, explore)
 
 
-def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool = False, objective=None):
-    """The acting agent: a PolicyAgent on the actor when the method has one, else a PlanningAgent.
+def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """Train ``cfg`` (or resume the run in ``run_dir``) with its method's loop; returns the run directory."""
+    if resume:  # the run's own config names the method
+        cfg, _ = prepare(None, run_dir, resume=True)
+    return method_of(cfg).train(cfg if not resume else None, run_dir, resume)
 
-    ``explore`` adds the configured exploration noise (collection); evaluation uses none.
-    """
-    from planners.agents import PlanningAgent, PolicyAgent
 
-    if cfg.method == "lexa":  # task-free: the explorer acts; goals go through behaviour.achiever_policy
-        return PolicyAgent(model, behaviour.explorer_policy(sample=explore))
+@dataclass
+class TrainedRun:
+    """What ``eval``, ``plan`` and ``imagine`` need from a finished (or running) run."""
+
+    cfg: RunConfig
+    method: Method
+    env: object
+    model: WorldModel
+    behaviour: object | None
+
+
+def load_trained(run_dir: str | Path, device: str | None = None) -> TrainedRun:
+    """A run's config, a fresh env, and its model and behaviour with the weights of ``checkpoints/latest.pt``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml).")
+    cfg = load_config(run_dir / "config.yaml")
+    method = method_of(cfg)
+    target = resolve_device(device or cfg.device)
+    env = make_env(cfg.env, seed=cfg.seed + 10_000)
+    model = method.make_model(cfg, env.action_spec.shape[-1], tuple(env.observation_spec[keys.PIXELS].shape[-3:]))
+    model = model.to(target)
+    behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:
-        return PolicyAgent(model, behaviour.act_fn(sample=explore))
-    planner = make_planner(cfg, model, objective)
-    noise = (cfg.cem.exploration_noise if cfg.planner == "cem" else cfg.mppi.exploration_noise) if explore else 0.0
-    return PlanningAgent(model, planner, model.action_dim, exploration_noise=noise)
+        behaviour.to(target)
+    load_weights(run_dir, model, behaviour, target)
+    return TrainedRun(cfg, method, env, model, behaviour)
+

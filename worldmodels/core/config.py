@@ -4,7 +4,7 @@ Each component has one dataclass; each field has a docstring literal under it wi
 the paper default. ``load_config(path, overrides)`` returns a :class:`RunConfig`; unknown keys,
 wrong types and out-of-range values raise :class:`ConfigError` with one sentence that names the
 key and what is allowed. The method (``method: planet``) picks the model-config class in
-:func:`model_config_class` -- an explicit function, no registry.
+:data:`MODEL_CONFIGS`; everything else a method decides is in ``worldmodels/methods.py``.
 """
 
 from __future__ import annotations
@@ -505,8 +505,8 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: Literal["planet", "dreamerv2", "pldm", "lexa"] = "planet"
-    """which world model to train; picks the class of ``model`` (see model_config_class)"""
+    method: str = "planet"
+    """which method to train (planet, dreamerv2, lexa, pldm); picks the class of ``model`` (MODEL_CONFIGS)"""
     seed: int = 0
     """seed for torch, numpy and the environment"""
     device: str = "auto"
@@ -533,24 +533,28 @@ class RunConfig:
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             "device", self.device, "auto, cpu, cuda or cuda:N",
         )
-        if self.method == "lexa" and self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
+        _check(self.method in MODEL_CONFIGS, "method", self.method, f"one of {', '.join(MODEL_CONFIGS)}")
+        if self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
             raise ConfigError(
                 "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "
                 "(point_mass, reacher, roboyoga_walker, roboyoga_quadruped)."
             )
 
 
+MODEL_CONFIGS: dict[str, type] = {
+    "planet": PlaNetConfig,
+    "dreamerv2": DreamerConfig,
+    "lexa": LexaModelConfig,
+    "pldm": PLDMConfig,
+}
+"""The model-config dataclass of each ``method:`` (the rest of a method is ``worldmodels.methods.METHODS``)."""
+
+
 def model_config_class(method: str) -> type:
-    """The model-config dataclass for a method name (explicit mapping; no registry)."""
-    if method == "planet":
-        return PlaNetConfig
-    if method == "dreamerv2":
-        return DreamerConfig
-    if method == "pldm":
-        return PLDMConfig
-    if method == "lexa":
-        return LexaModelConfig
-    raise ConfigError(f"Unknown method {method!r}; allowed: planet, dreamerv2, pldm, lexa.")
+    """The model-config dataclass for a method name; ConfigError naming the allowed methods otherwise."""
+    if method not in MODEL_CONFIGS:
+        raise ConfigError(f"Unknown method {method!r}; allowed: {', '.join(MODEL_CONFIGS)}.")
+    return MODEL_CONFIGS[method]
 
 
 # ----------------------------------------------------------------------------- loading

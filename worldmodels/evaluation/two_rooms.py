@@ -19,6 +19,9 @@ from tensordict import TensorDict
 from tqdm.auto import tqdm
 
 from envs.two_rooms import is_success, layout_for, move, render_positions, room_of, sample_start_goal
+from planners.agents import PlanningAgent
+from planners.builder import make_planner
+from planners.objectives import GoalDistanceObjective
 from worldmodels.core import keys
 from worldmodels.core.interface import WorldModel
 
@@ -42,20 +45,6 @@ def random_policy_success(start: np.ndarray, goal: np.ndarray, steps: int = 200,
         pos = move(pos, rng.uniform(-1, 1, size=pos.shape) * layout.max_step, layout)
         done |= is_success(pos, goal)
     return float(done.mean())
-
-
-def make_goal_planner(cfg, model: WorldModel, planner_config=None):
-    """MPPI (or CEM when ``cfg.planner == "cem"``) toward a PLDM goal objective (l2, last 3 steps)."""
-    from planners.objectives import GoalDistanceObjective
-
-    objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)
-    if cfg.planner == "cem":
-        from planners.cem import CEMPlanner
-
-        return CEMPlanner(model, objective, planner_config or cfg.cem), objective
-    from planners.mppi import MPPIPlanner
-
-    return MPPIPlanner(model, objective, planner_config or cfg.mppi), objective
 
 
 def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, planner_config=None,
@@ -88,9 +77,8 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
         starts, goals = sample_pairs(n, cfg.offline.eval_seed if seed is None else seed, cfg.env.image_size)
     starts, goals = np.asarray(starts, dtype=np.float64), np.asarray(goals, dtype=np.float64)
     n = len(starts)
-    from planners.agents import PlanningAgent
-
-    planner, objective = make_goal_planner(cfg, model, planner_config)
+    objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)  # PLDM's planning cost
+    planner = make_planner(cfg, model, objective, config=planner_config)
     device = model.device
     was_training = model.training
     model.eval()

@@ -1,0 +1,53 @@
+"""A RunConfig's planner and planning agents: the one place a planner is assembled from a config.
+
+``cfg.planner`` names the planner (``cem`` or ``mppi``) and ``cfg.cem`` / ``cfg.mppi`` its settings;
+the objective is the caller's (predicted reward by default, a goal distance for goal images).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from planners.agents import PlanningAgent
+from planners.cem import CEMPlanner
+from planners.mppi import MPPIPlanner
+from planners.objectives import GoalDistanceObjective, Metric, RewardObjective, Steps
+from worldmodels.core.config import RunConfig
+from worldmodels.core.interface import WorldModel
+
+PLANNERS = ("cem", "mppi")
+
+
+def make_planner(cfg: RunConfig, model: WorldModel, objective, name: str | None = None, config=None):
+    """CEM or MPPI toward ``objective``.
+
+    Args:
+        name: ``"cem"`` or ``"mppi"``; default ``cfg.planner``.
+        config: a ``CEMConfig`` / ``MPPIConfig`` instead of the run's ``cfg.cem`` / ``cfg.mppi``.
+    """
+    name = name or cfg.planner
+    if name == "cem":
+        return CEMPlanner(model, objective, config or cfg.cem)
+    if name == "mppi":
+        return MPPIPlanner(model, objective, config or cfg.mppi)
+    raise ValueError(f"Unknown planner {name!r}; allowed: {', '.join(PLANNERS)}.")
+
+
+def planning_agent(cfg: RunConfig, model: WorldModel, objective=None, explore: bool = False,
+                   name: str | None = None) -> PlanningAgent:  # fmt: skip
+    """MPC agent planning toward ``objective`` (default: predicted reward, PlaNet); ``explore`` adds
+    the planner's ``exploration_noise`` to executed actions (collection), none otherwise."""
+    objective = objective if objective is not None else RewardObjective(model)
+    planner = make_planner(cfg, model, objective, name)
+    noise = planner.config.exploration_noise if explore else 0.0
+    return PlanningAgent(model, planner, model.action_dim, exploration_noise=noise)
+
+
+def goal_planning_agent(cfg: RunConfig, model: WorldModel, goal_pixels: Tensor, metric: Metric, steps: Steps,
+                        k: int = 3, name: str | None = None) -> PlanningAgent:  # fmt: skip
+    """A new agent planning toward one goal image ``[C, H, W]`` (or goals ``[B, C, H, W]``, one per
+    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k)`` on ``model.embed_goal``."""
+    objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k)
+    pixels = goal_pixels[None] if goal_pixels.dim() == 3 else goal_pixels
+    objective.set_goal_pixels(pixels.to(model.device))
+    return planning_agent(cfg, model, objective, name=name)

@@ -1,0 +1,139 @@
+"""The bodies of ``worldmodels train|eval|plan|goals|collect`` (``imagine`` is in ``cli/imagine.py``).
+
+Each takes the parsed arguments, calls the library, prints the result and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from envs.goals import goal_set_names, save_goal_images
+from worldmodels.cli.imagine import imagine_run
+from worldmodels.core import keys
+from worldmodels.core.config import load_config
+from worldmodels.data.collect import collect_command, episode_steps
+from worldmodels.evaluation.goal_images import load_goal_image
+from worldmodels.evaluation.goal_sets import act_toward_goal, make_goal_set_env, run_goal_set
+from worldmodels.evaluation.returns import evaluate
+from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
+from worldmodels.methods import load_trained, train
+
+
+def train_command(args) -> int:
+    if args.resume:
+        if args.config or args.overrides:
+            raise ValueError("--resume RUN_DIR takes no config or overrides; the run's own config.yaml is used.")
+        run_dir = train(run_dir=args.resume, resume=True)
+    else:
+        if not args.config:
+            raise ValueError("train needs a CONFIG file (see configs/), or --resume RUN_DIR.")
+        run_dir = train(load_config(args.config, args.overrides), run_dir=args.run_dir)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None, video_dir=None,
+                   device=None, metric: str | None = None) -> dict:  # fmt: skip
+    """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state
+    (``run_goal_set``), acting with the method's goal agent (a planner, or LEXA's achiever)."""
+    trained = load_trained(run_dir, device=device)
+    trained.env.close()
+    agent_for = trained.method.goal_agent_for(trained.cfg, trained.model, trained.behaviour, planner, metric)
+    return run_goal_set(trained.cfg, task_set, agent_for, episodes, video_dir)
+
+
+def eval_command(args) -> int:
+    if args.goals:
+        result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
+                                video_dir=args.video, device=args.device, metric=args.metric)  # fmt: skip
+        print(json.dumps(result, indent=2))
+        return 0
+    trained = load_trained(args.run_dir, device=args.device)
+    cfg, env = trained.cfg, trained.env
+    if not trained.method.task_reward:
+        env.close()
+        raise ValueError(f"{cfg.method} learns without task reward, so its runs are evaluated on goal images: "
+                         f"pass --goals TASKSET ({', '.join(goal_set_names())}).")  # fmt: skip
+    if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
+        env.close()
+        if args.planner:
+            cfg = dataclasses.replace(cfg, planner=args.planner)
+        result = evaluate_goal_reaching(cfg, trained.model, episodes=args.episodes, progress=True)
+        (Path(args.run_dir) / "eval.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
+    torch.manual_seed(args.seed)
+    agent = trained.method.make_agent(cfg, trained.model, trained.behaviour, explore=False)
+    result = evaluate(env, agent, args.episodes, video_path=args.video, progress=True)
+    env.close()
+    out = {"episodes": args.episodes, "mean_return": result["mean"], "std_return": result["std"],
+           "returns": result["returns"]}  # fmt: skip
+    (Path(args.run_dir) / "eval.json").write_text(json.dumps(out, indent=2))
+    print(f"return over {args.episodes} episodes: {result['mean']:.1f} +- {result['std']:.1f}")
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
+def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | None = None, video_path=None,
+                 resize: bool = False, device=None, metric: str | None = None) -> dict:  # fmt: skip
+    """``worldmodels plan``: act toward a goal image; report the latent distances (and success).
+
+    ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a goal
+    task set, in which case success is measured from the true state. Planning methods plan toward
+    the goal's latent (CEM/MPPI); LEXA runs act with their achiever.
+    """
+    trained = load_trained(run_dir, device=device)
+    cfg, env, model = trained.cfg, trained.env, trained.model
+    task_set, goal_index = None, None
+    if not Path(goal).exists() and ":" in goal:
+        task_set, index = goal.split(":", 1)
+        if not index.strip().lstrip("-").isdigit():
+            env.close()
+            raise ValueError(f"--goal {goal!r}: the goal index after ':' must be an integer, e.g. {task_set}:3.")
+        goal_index = int(index)
+        env.close()
+        env = make_goal_set_env(cfg, task_set, goal_index)
+        goal_pixels = env.reset()[keys.GOAL_PIXELS]
+    else:
+        goal_pixels = load_goal_image(goal, model.image_shape, resize=resize)
+    agent = trained.method.goal_agent_for(cfg, model, trained.behaviour, planner, metric)(goal_pixels)
+    try:
+        return act_toward_goal(env, model, agent, goal_pixels, steps or episode_steps(env), task_set, goal_index,
+                               video_path)  # fmt: skip
+    finally:
+        env.close()
+
+
+def plan_command(args) -> int:
+    result = plan_to_goal(args.run_dir, args.goal, planner=args.planner, steps=args.steps, video_path=args.video,
+                          resize=args.resize, device=args.device, metric=args.metric)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def imagine_command(args) -> int:
+    result = imagine_run(args.run_dir, episodes=args.episodes, context=args.context, horizon=args.horizon,
+                         out=args.out, device=args.device, source=args.source, probe_steps=args.probe_steps)  # fmt: skip
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def goals_command(args) -> int:
+    if args.task_set not in goal_set_names():
+        raise ValueError(f"Unknown goal task set {args.task_set!r}; allowed: {', '.join(goal_set_names())}.")
+    for path in save_goal_images(args.task_set, args.out, image_size=args.image_size):
+        print(path)
+    return 0
+
+
+def collect_cli_command(args) -> int:
+    collect_command(domain=args.domain, task=args.task, episodes=args.episodes, out=args.out,
+                    image_size=args.image_size, action_repeat=args.action_repeat,
+                    episode_length=args.episode_length, seed=args.seed, store_pixels=not args.no_pixels)  # fmt: skip
+    print(f"dataset: {args.out}")
+    return 0
