@@ -124,7 +124,7 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
     goal task set, in which case success is measured from the true state.
     """
     from worldmodels.training.online import episode_frames, episode_steps, load_trained
-    from worldmodels.viz.openloop import write_video
+    from worldmodels.viz.video import write_video
 
     cfg, env, model, behaviour = load_trained(run_dir, device=device)
     goal_state_env = None
@@ -230,7 +230,7 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
     """
     from envs.goals import goal_names, num_goals
     from worldmodels.training.online import collect_episode, episode_frames
-    from worldmodels.viz.openloop import write_video
+    from worldmodels.viz.video import write_video
 
     check_goal_set(cfg, task_set)
     names = goal_names(task_set)

@@ -191,7 +191,7 @@ def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, pr
         if video_path is not None:
             frames.append(episode_frames(rollout))
     if video_path is not None:
-        from worldmodels.viz.openloop import write_video
+        from worldmodels.viz.video import write_video
 
         video = torch.cat(frames).permute(0, 2, 3, 1).numpy()
         write_video(video, video_path, fps=20)
