@@ -1,4 +1,4 @@
-"""Open-loop rollouts, video grid layout, error metrics and files (worldmodels/viz.py)."""
+"""Open-loop rollouts, video grid layout and labels, error metrics, plots and files (worldmodels/viz/)."""
 
 import json
 
@@ -11,19 +11,16 @@ from torch import nn
 
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, LossOutput, WorldModel
-from worldmodels.viz.drawing import FONT, draw_text, text_size
-from worldmodels.viz.openloop import (
+from worldmodels.viz.errors import PSNR_CAP_DB, prediction_errors, save_errors
+from worldmodels.viz.openloop import imagine_report, log_openloop, openloop, rollout_errors, tensorboard_openloop
+from worldmodels.viz.plots import PANEL_SIZE, errors_figure, errors_image, plot_errors
+from worldmodels.viz.video import (
     CONTEXT_COLOR,
     IMAGINED_COLOR,
-    PSNR_CAP_DB,
-    imagine_report,
-    log_openloop,
-    openloop,
-    plot_errors,
-    prediction_errors,
-    rollout_errors,
-    save_errors,
-    tensorboard_openloop,
+    LABEL_COLOR,
+    STEP_COLOR,
+    draw_label,
+    text_size,
     video_grid,
     write_video,
 )
@@ -202,12 +199,48 @@ def test_video_grid_error_sign_and_channel_handling():
     assert (error == (255, 128, 128)).all()
 
 
-def test_font_digits_are_distinct_and_text_clips():
-    masks = [FONT[d].tobytes() for d in "0123456789"]
-    assert len(set(masks)) == 10
-    img = np.zeros((5, 6, 3), np.uint8)
-    draw_text(img, "18", 2, 0)  # second glyph falls outside: clipped, no error
-    assert img[:, 2:5].any() and text_size("18", 2) == (14, 10)
+def ink(image, color):
+    """bool [H, W]: pixels exactly ``color``."""
+    return (image == color).all(-1)
+
+
+def test_draw_label_inks_its_box_exactly_and_clips_at_the_edges():
+    img = np.zeros((30, 80, 3), np.uint8)
+    draw_label(img, "18", 5, 4, 10, (255, 0, 0))
+    width, height = text_size("18", 10)
+    assert 8 <= height <= 10 and width > 0
+    rows, cols = np.nonzero(img.any(-1))
+    assert rows.min() >= 4 and rows.max() < 4 + height and cols.min() >= 5 and cols.max() < 5 + width
+    assert rows.max() - rows.min() + 1 == height  # digits fill the cap height
+    assert np.array_equal(img.any(-1), ink(img, (255, 0, 0)))  # no anti-aliased blends
+    other = draw_label(np.zeros_like(img), "10", 5, 4, 10, (255, 0, 0))
+    assert not np.array_equal(img, other)
+    assert text_size("18", 20)[0] > width  # taller text is wider
+    wide = draw_label(np.zeros((12, 60, 3), np.uint8), "PROBE", -3, 2, 10)
+    narrow = draw_label(np.zeros((12, 12, 3), np.uint8), "PROBE", -3, 2, 10)  # clipped on both sides
+    assert narrow.shape == (12, 12, 3) and np.array_equal(narrow, wide[:, :12]) and narrow[:, -1].any()
+
+
+def test_video_grid_header_text_stays_in_the_header_in_its_place():
+    truth = torch.rand(3, 12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    u, border, head = 2, 2, 14
+    plain = video_grid(truth, truth, context=4, upscale=u, border=border)
+    labelled = video_grid(truth, truth, context=4, upscale=u, border=border, label="PROBE")
+    width = labelled.shape[2]
+    assert np.array_equal(labelled[:, head:], plain[:, head:])
+    for t in (0, 7, 11):
+        header = labelled[t, :head]
+        assert np.array_equal(header.any(-1), ink(header, STEP_COLOR) | ink(header, LABEL_COLOR))
+        step_cols = np.flatnonzero(ink(header, STEP_COLOR).any(0))
+        label_cols = np.flatnonzero(ink(header, LABEL_COLOR).any(0))
+        assert step_cols.min() >= 1 and step_cols.max() < 1 + text_size(str(t), head - 2)[0]
+        assert label_cols.min() > step_cols.max() + 4 and label_cols.max() >= width - 1 - 4  # right-aligned
+        assert np.array_equal(ink(header, STEP_COLOR), ink(plain[t, :head], STEP_COLOR))
+        assert ink(labelled[t, head:], LABEL_COLOR).sum() == ink(plain[t, head:], LABEL_COLOR).sum()
+    one = video_grid(truth[:1], truth[:1], context=4, upscale=u, border=border, label="PROBE DECODER " * 3)
+    header = one[-1, :head]  # the label cannot fit: smallest size, clipped at the right edge, not over "11"
+    label_cols = np.flatnonzero(ink(header, LABEL_COLOR).any(0))
+    assert label_cols.min() > np.flatnonzero(ink(header, STEP_COLOR).any(0)).max() and header[:, -3:].any()
 
 
 def test_prediction_errors_hand_values():
@@ -258,6 +291,38 @@ def test_errors_files_without_reward(tmp_path):
     assert rows[1] == "0,0.25,6.020599913279624,,," and len(rows) == 5
     assert json.loads(save_errors(errors, tmp_path / "e.json").read_text())["reward_true"] is None
     assert iio.imread(plot_errors(errors, tmp_path / "e.png")).shape[1] == 480
+
+
+def test_error_plot_png_has_one_panel_per_quantity_and_draws_the_curves(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, 10, 3, 4, 4, generator=gen)
+    model = (truth + 0.1 * torch.rand(2, 10, 3, 4, 4, generator=gen)).clamp(0, 1)
+    rewards = torch.rand(2, 10, 1, generator=gen), torch.rand(2, 10, 1, generator=gen)
+    full = prediction_errors(truth, model, 3, *rewards, latent_error=torch.rand(2, 10, generator=gen))
+    image = iio.imread(plot_errors(full, tmp_path / "plot.png"))
+    width, height = PANEL_SIZE
+    assert image.shape == (4 * height, width, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, errors_image(full))
+    assert (image.reshape(-1, 3) != 255).any(-1).mean() > 0.02  # not blank
+    for panel, color in enumerate([(31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189)]):
+        strip = image[panel * height : (panel + 1) * height]  # tab:blue MSE, tab:green PSNR, red reward, purple
+        assert ink(strip, color).sum() > 50
+    bare = prediction_errors(truth, model, 3)
+    assert errors_image(bare).shape == (2 * height, width, 3)
+    marker = [line for line in errors_figure(bare).axes[0].lines if line.get_linestyle() == "--"]
+    assert len(marker) == 1 and np.allclose(marker[0].get_xdata(), 2.5)  # between context and imagined
+    assert not any(line.get_linestyle() == "--" for line in errors_figure(bare._replace(context=None)).axes[0].lines)
+
+
+def test_error_plot_leaves_gaps_for_non_finite_values():
+    errors = prediction_errors(torch.zeros(1, 6, 3, 2, 2), torch.full((1, 6, 3, 2, 2), 0.5), context=2)
+    errors = errors._replace(mse=np.array([0.25, np.nan, 0.3, np.inf, -np.inf, 0.2]))
+    ax = errors_figure(errors).axes[0]
+    y = ax.lines[0].get_ydata()
+    assert np.isnan(y[[1, 3, 4]]).all() and np.allclose(y[[0, 2, 5]], [0.25, 0.3, 0.2])
+    low, high = ax.get_ylim()
+    assert 0.1 < low < 0.2 and 0.3 < high < 0.4  # limits from the finite values only
+    assert errors_image(errors).shape == (2 * PANEL_SIZE[1], PANEL_SIZE[0], 3)
 
 
 def test_tensorboard_openloop_writes_images_and_scalars(tmp_path):

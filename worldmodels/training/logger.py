@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
-
 
 class Logger:
     """Append-only metrics log + optional TensorBoard writer.
@@ -48,11 +46,6 @@ class Logger:
             if self._tb is not None and math.isfinite(v):
                 self._tb.add_scalar(name, v, step)
         self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **clean}) + "\n")
-
-    def image(self, name: str, image: np.ndarray, step: int) -> None:
-        """Log a uint8 ``[H, W, 3]`` image to TensorBoard (no-op when disabled)."""
-        if self._tb is not None:
-            self._tb.add_image(name, image, step, dataformats="HWC")
 
     def close(self) -> None:
         self._jsonl.close()

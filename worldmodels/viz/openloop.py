@@ -1,4 +1,4 @@
-"""Open-loop imagined rollouts: video grids, per-step prediction errors, plots and TensorBoard.
+"""Open-loop imagined rollouts and their reports: video + error files, or TensorBoard.
 
 The open-loop test of a world model (PlaNet, Hafner et al. 2019, ``open_loop_context`` 5;
 DreamerV2 ``video_pred``): filter the first ``C`` frames of a held-out sequence with the
@@ -16,40 +16,31 @@ and in the training loop (every ``log.openloop_every`` episodes)::
 
     logger.scalars(log_openloop(logger.writer, model, replay_batch[:6], step), step)
 
-Pieces: :func:`openloop` (the rollout), :func:`video_grid` (frames), :func:`prediction_errors`
-(per-step MSE/PSNR), :func:`plot_errors` / :func:`save_errors` (PNG, CSV, JSON),
-:func:`write_video` (mp4/gif), :func:`tensorboard_openloop` (images + scalars). Text and plots
-are drawn by :mod:`worldmodels.viz.drawing` (numpy; no matplotlib).
+Pieces: :func:`openloop` (the rollout) and :func:`rollout_errors` here; frames and video files
+in :mod:`worldmodels.viz.video`, per-step metrics and CSV/JSON in :mod:`worldmodels.viz.errors`,
+the error plot in :mod:`worldmodels.viz.plots`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import imageio.v2 as imageio_v2
-import imageio.v3 as iio
 import numpy as np
 import torch
-from PIL import Image
 from tensordict import TensorDict
 from torch import Tensor, nn
 
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, WorldModel, check_shapes
-from worldmodels.viz.drawing import GLYPH_HEIGHT, draw_text, line_plot, text_size
 from worldmodels.models.probe import evaluation_mode
+from worldmodels.viz.errors import PredictionErrors, openloop_scalars, prediction_errors, save_errors
+from worldmodels.viz.plots import errors_image, plot_errors
+from worldmodels.viz.video import video_grid, write_video
 
-CONTEXT_COLOR = (0, 255, 0)
-"""border of frames the model has seen (posterior reconstructions)"""
-IMAGINED_COLOR = (255, 0, 0)
-"""border of frames the model predicted open-loop (prior rollout)"""
-PSNR_CAP_DB = 100.0
-"""PSNR of a perfect prediction (MSE floored at 1e-10, pixel range 1)"""
 PROBE_LABEL = "PROBE DECODER"
+"""header label of videos whose frames come from a probe decoder"""
 
 
 class OpenLoop(NamedTuple):
@@ -139,256 +130,11 @@ def _decode(model: WorldModel, states: TensorDict, probe: nn.Module | None) -> T
     return probe(model.features(states)) if probe is not None else model.decode(states)
 
 
-# ----------------------------------------------------------------------------- video grid
-
-
-def _to_rgb(frames) -> np.ndarray:
-    """float ``[B, T, C, H, W]`` -> float32 numpy ``[B, T, 3, H, W]`` (C=1 grey, C=2 -> (c0, c1, 0))."""
-    x = frames.detach().float().cpu().numpy() if isinstance(frames, Tensor) else np.asarray(frames, np.float32)
-    if x.ndim != 5:
-        raise ValueError(f"frames must be [B, T, C, H, W], got shape {list(x.shape)}.")
-    c = x.shape[2]
-    if c == 1:
-        return np.repeat(x, 3, axis=2)
-    if c == 2:  # e.g. Two Rooms (agent, walls)
-        return np.concatenate([x, np.zeros_like(x[:, :, :1])], axis=2)
-    return x[:, :, :3]
-
-
-def video_grid(
-    truth, model_frames, context: int, upscale: int = 2, label: str | None = None, border: int = 2
-) -> np.ndarray:
-    """Tile an open-loop rollout into video frames: truth / model / error per sequence.
-
-    Layout of video frame ``t`` (``u = upscale``, frames ``h x w``, ``B`` sequences):
-
-    * a black header strip of height ``7 * u`` with the step number ``t`` (white, top-left,
-      3x5 bitmap font scaled by ``u``) and ``label`` (yellow, right-aligned; e.g.
-      ``"PROBE DECODER"``; drawn smaller if it does not fit, clipped if it still does not);
-    * below it, one column per sequence ``b`` (left to right), each a stack of three tiles:
-      truth (top), model (middle), signed error ``(model - truth + 1) / 2`` (bottom; grey
-      127/128 where exact, PlaNet/Dreamer convention);
-    * each tile is the frame upscaled ``u`` times (nearest neighbour) inside a ``border``-pixel
-      frame, green ``(0, 255, 0)`` for context steps ``t < context`` and red
-      ``(255, 0, 0)`` for imagined steps.
-
-    So ``H' = 7u + 3 (u h + 2 border)`` and ``W' = B (u w + 2 border)``; 64x64 frames at the
-    defaults give 14 + 3 * 132 = 410 by 132 B pixels. Channels: C=3 as is, C=1 grey,
-    C=2 (Two Rooms) as (c0, c1, 0), C>3 the first three.
-
-    Args:
-        truth: float ``[B, T, C, h, w]`` in [0, 1] (tensor or array).
-        model_frames: same shape, the model's frames.
-        context: number of context steps (green borders).
-        upscale: integer nearest-neighbour zoom ``u >= 1``.
-        label: optional text in the header.
-        border: border width in pixels.
-
-    Returns:
-        uint8 ``[T, H', W', 3]``.
-    """
-    t_rgb, m_rgb = _to_rgb(truth), _to_rgb(model_frames)
-    if t_rgb.shape != m_rgb.shape:
-        raise ValueError(
-            f"truth and model_frames must have the same shape, got {list(t_rgb.shape)} and {list(m_rgb.shape)}."
-        )
-    if upscale < 1 or border < 0:
-        raise ValueError(f"upscale must be >= 1 and border >= 0, got upscale={upscale}, border={border}.")
-    num_seq, steps, _, h, w = t_rgb.shape
-    rows = np.stack([t_rgb, m_rgb, (m_rgb - t_rgb + 1.0) / 2.0])  # [3,B,T,3,h,w]
-    rows = np.rint(np.clip(rows, 0.0, 1.0) * 255.0).astype(np.uint8).transpose(2, 0, 4, 1, 5, 3)  # [T,3,h,B,w,3]
-    tile_h, tile_w, head = upscale * h + 2 * border, upscale * w + 2 * border, (GLYPH_HEIGHT + 2) * upscale
-    out = np.zeros((steps, head + 3 * tile_h, num_seq * tile_w, 3), dtype=np.uint8)  # [T,H',W',3]
-    tiles = out[:, head:].reshape(steps, 3, tile_h, num_seq, tile_w, 3)  # a view
-    tiles[:] = np.where((np.arange(steps) < context)[:, None], CONTEXT_COLOR, IMAGINED_COLOR)[:, None, None, None, None]
-    for dy in range(upscale):  # nearest-neighbour upscaling by strided writes (no enlarged copies)
-        for dx in range(upscale):
-            ys = slice(border + dy, border + upscale * h, upscale)
-            xs = slice(border + dx, border + upscale * w, upscale)
-            tiles[:, :, ys, :, xs] = rows
-    for t in range(steps):
-        header = out[t, :head]
-        draw_text(header, str(t), upscale, upscale, upscale)
-        if label:  # right-aligned; a smaller font if it does not fit next to the step number
-            room = header.shape[1] - text_size(f"{t} ", upscale)[0] - 2 * upscale
-            scale = next((s for s in range(upscale, 0, -1) if text_size(label, s)[0] <= room), 1)
-            x = max(header.shape[1] - upscale - text_size(label, scale)[0], header.shape[1] - upscale - room)
-            draw_text(header, label, x, upscale, scale, (255, 220, 0))
-    return out
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class PredictionErrors(NamedTuple):
-    """Per-step open-loop metrics, averaged over sequences; numpy float64 ``[T]`` each."""
-
-    step: np.ndarray
-    mse: np.ndarray
-    """mean squared pixel error (pixels in [0, 1])"""
-    psnr: np.ndarray
-    """mean over sequences of ``10 log10(1 / mse_b)``, capped at :data:`PSNR_CAP_DB`"""
-    reward_pred: np.ndarray | None
-    reward_true: np.ndarray | None
-    latent_mse: np.ndarray | None
-    """mean over sequences of :attr:`OpenLoop.latent_error` (None when not given)"""
-    context: int | None
-
-
-def prediction_errors(
-    truth, model_frames, context: int | None = None, reward_pred=None, reward_true=None, latent_error=None
-) -> PredictionErrors:
-    """Per-step MSE and PSNR of ``model_frames`` against ``truth``, averaged over sequences.
-
-    ``mse_t = mean_{b,c,i,j} (model - truth)^2``;
-    ``psnr_t = mean_b 10 log10(1 / max(mse_{b,t}, 1e-10))`` (so a perfect frame reads 100 dB).
-
-    Args:
-        truth, model_frames: float ``[B, T, C, H, W]`` in [0, 1].
-        context: context length, kept for plots and per-horizon scalars.
-        reward_pred, reward_true: optional ``[B, T, 1]``; averaged over sequences.
-        latent_error: optional ``[B, T]`` feature-space error; averaged over sequences.
-
-    Returns:
-        :class:`PredictionErrors` with ``[T]`` arrays.
-    """
-    t = torch.as_tensor(truth).detach().double().cpu()
-    m = torch.as_tensor(model_frames).detach().double().cpu()
-    if t.shape != m.shape or t.dim() != 5:
-        raise ValueError(
-            f"truth and model_frames must both be [B, T, C, H, W], got {list(t.shape)} and {list(m.shape)}."
-        )
-    mse_bt = (m - t).pow(2).flatten(2).mean(-1)  # [B,T]
-    psnr_bt = -10.0 * torch.log10(mse_bt.clamp_min(10 ** (-PSNR_CAP_DB / 10)))  # [B,T]
-
-    def mean_over_sequences(r):  # [B,T(,1)] -> [T]
-        return None if r is None else torch.as_tensor(r).detach().double().cpu().reshape(t.shape[:2]).mean(0).numpy()
-
-    return PredictionErrors(
-        np.arange(t.shape[1]), mse_bt.mean(0).numpy(), psnr_bt.mean(0).numpy(),
-        mean_over_sequences(reward_pred), mean_over_sequences(reward_true), mean_over_sequences(latent_error),
-        context,
-    )  # fmt: skip
-
-
 def rollout_errors(rollout: OpenLoop) -> PredictionErrors:
     """:func:`prediction_errors` of an :class:`OpenLoop` result (frames, rewards and context)."""
     return prediction_errors(
         rollout.truth, rollout.model, rollout.context, rollout.reward_pred, rollout.reward_true, rollout.latent_error
     )
-
-
-def errors_image(errors: PredictionErrors, context: int | None = None) -> np.ndarray:
-    """Error curves as one uint8 ``[H, W, 3]`` image: MSE, PSNR, reward (if known) and feature-error panels."""
-    context = errors.context if context is None else context
-    marker = dict(vline=None if context is None else context - 0.5, vline_labels=("CONTEXT", "IMAGINED"))
-    panels = [
-        line_plot(errors.step, [("MSE", errors.mse, (0, 0, 200))], "OPEN-LOOP MSE PER STEP", **marker),
-        line_plot(errors.step, [("PSNR", errors.psnr, (0, 120, 0))], "OPEN-LOOP PSNR (DB)", **marker),
-    ]
-    rewards = [("TRUE", errors.reward_true, (0, 0, 0)), ("PRED", errors.reward_pred, (200, 0, 0))]
-    rewards = [(name, r, color) for name, r, color in rewards if r is not None]
-    if rewards:
-        panels.append(line_plot(errors.step, rewards, "REWARD", **marker))
-    if errors.latent_mse is not None:
-        latent = [("LATENT", errors.latent_mse, (120, 0, 160))]
-        panels.append(line_plot(errors.step, latent, "FEATURE MSE TO POSTERIOR", **marker))
-    return np.concatenate(panels, axis=0)
-
-
-def plot_errors(errors: PredictionErrors, path_png: str | Path, context: int | None = None) -> Path:
-    """Write :func:`errors_image` to a PNG (no matplotlib needed); returns the path."""
-    path = Path(path_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, errors_image(errors, context))
-    return path
-
-
-def save_errors(errors: PredictionErrors, path: str | Path) -> Path:
-    """Write columns ``step, mse, psnr, reward_pred, reward_true, latent_mse`` to ``.csv`` or ``.json``.
-
-    Missing rewards are empty cells (CSV) or ``null`` (JSON). JSON also holds ``context``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ("step", "mse", "psnr", "reward_pred", "reward_true", "latent_mse")
-    values = {c: (None if getattr(errors, c) is None else [float(v) for v in getattr(errors, c)]) for c in columns}
-    values["step"] = [int(s) for s in errors.step]
-    if path.suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for i in range(len(errors.step)):
-                writer.writerow(["" if values[c] is None else values[c][i] for c in columns])
-    elif path.suffix == ".json":
-        path.write_text(json.dumps({"context": errors.context, **values}, indent=1))
-    else:
-        raise ValueError(f"save_errors writes .csv or .json, got '{path.name}'.")
-    return path
-
-
-# ----------------------------------------------------------------------------- files and TensorBoard
-
-
-def write_video(frames: np.ndarray, path: str | Path, fps: int = 10) -> Path:
-    """Write uint8 ``[T, H, W, 3]`` frames to ``.mp4`` (imageio-ffmpeg, H.264) or ``.gif``.
-
-    1, 2 or 4 channels are accepted too (grey; Two Rooms' (agent, walls) as (c0, c1, 0); RGBA).
-    In a GIF, Pillow merges consecutive identical frames (adding their durations, so playback
-    time is unchanged); open-loop grids never repeat a frame (the step number changes).
-
-    mp4 frames are padded with black to even height/width (yuv420p needs it). If ffmpeg
-    fails, a ``.gif`` with the same stem is written instead (with a warning).
-
-    Returns:
-        the path actually written.
-    """
-    path = Path(path)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] not in (1, 2, 3, 4) or frames.dtype != np.uint8:
-        raise ValueError(f"write_video needs uint8 frames [T, H, W, 3], got {frames.dtype} {list(frames.shape)}.")
-    if frames.shape[-1] != 3:  # grey -> RGB, 2 channels (Two Rooms) -> (c0, c1, 0), RGBA -> RGB
-        frames = _to_rgb(frames.transpose(0, 3, 1, 2)[None].astype(np.float32))[0].transpose(0, 2, 3, 1)
-        frames = frames.astype(np.uint8)
-    if path.suffix not in (".mp4", ".gif"):
-        raise ValueError(f"write_video writes .mp4 or .gif, got '{path.name}'.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".mp4":
-        pad = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
-        try:
-            params = ["-preset", "veryfast"]  # ~4x faster than the default 'medium', similar size
-            with imageio_v2.get_writer(
-                path, fps=fps, codec="libx264", macro_block_size=1, format="FFMPEG", ffmpeg_params=params
-            ) as w:
-                for frame in np.pad(frames, pad):
-                    w.append_data(frame)
-            return path
-        except Exception as error:  # ffmpeg missing or broken: fall back to a GIF
-            warnings.warn(f"mp4 writing failed ({error}); writing a GIF instead.", stacklevel=2)
-            path.unlink(missing_ok=True)
-            path = path.with_suffix(".gif")
-    # Pillow's fast octree quantiser: ~15x faster than imageio's default (median cut) for GIFs.
-    images = [Image.fromarray(frame).quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return path
-
-
-def openloop_scalars(errors: PredictionErrors, tag: str = "openloop") -> dict[str, float]:
-    """Scalar summary of a rollout: ``{tag}/mse/h{k}`` and ``{tag}/psnr/h{k}`` at imagined
-    horizons k in 1, 5, 10, 20, 50, 100, ... and the last one, plus means over imagined steps
-    ``{tag}/mse/imagined``, ``{tag}/psnr/imagined`` (and ``{tag}/latent_mse/imagined``)."""
-    context = errors.context or 0
-    horizon = len(errors.step) - context
-    out: dict[str, float] = {}
-    for k in sorted({k for k in (1, 5, 10, 20, 50, 100, 200, 500) if k <= horizon} | {horizon} - {0}):
-        out[f"{tag}/mse/h{k}"] = float(errors.mse[context + k - 1])
-        out[f"{tag}/psnr/h{k}"] = float(errors.psnr[context + k - 1])
-    if horizon >= 1:
-        out[f"{tag}/mse/imagined"] = float(errors.mse[context:].mean())
-        out[f"{tag}/psnr/imagined"] = float(errors.psnr[context:].mean())
-        if errors.latent_mse is not None:
-            out[f"{tag}/latent_mse/imagined"] = float(errors.latent_mse[context:].mean())
-    return out
 
 
 def tensorboard_openloop(
