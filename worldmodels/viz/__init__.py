@@ -2,8 +2,8 @@
 
 Modules: :mod:`~worldmodels.viz.openloop` (the rollout and its reports),
 :mod:`~worldmodels.viz.video` (frame grids, labels, mp4/gif), :mod:`~worldmodels.viz.errors`
-(per-step metrics, CSV/JSON), :mod:`~worldmodels.viz.plots` (error curves, matplotlib Agg),
-:mod:`~worldmodels.viz.report` (the ``worldmodels imagine`` command).
+(per-step metrics, CSV/JSON), :mod:`~worldmodels.viz.plots` (error curves, matplotlib Agg).
+The ``worldmodels imagine`` command that uses them is ``worldmodels/cli/imagine.py``.
 """
 
 from worldmodels.viz.errors import PSNR_CAP_DB, PredictionErrors, openloop_scalars, prediction_errors, save_errors
