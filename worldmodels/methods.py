@@ -90,9 +90,9 @@ def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool 
     from planners.agents import PlanningAgent, PolicyAgent
 
     if cfg.method == "lexa":  # task-free: the explorer acts; goals go through behaviour.achiever_policy
-        return PolicyAgent(model, behaviour.explorer_policy(sample=explore))
+        return PolicyAgent(model, behaviour.policy(sample=explore))
     if behaviour is not None:
-        return PolicyAgent(model, behaviour.act_fn(sample=explore))
+        return PolicyAgent(model, behaviour.policy(sample=explore))
     planner = make_planner(cfg, model, objective)
     noise = (cfg.cem.exploration_noise if cfg.planner == "cem" else cfg.mppi.exploration_noise) if explore else 0.0
     return PlanningAgent(model, planner, model.action_dim, exploration_noise=noise)

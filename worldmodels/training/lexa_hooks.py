@@ -23,7 +23,7 @@ def collect_agent(behaviour, replay, episode_index: int):
 
     model = behaviour.model
     if episode_index % behaviour.config.explorer_every == 0:
-        return PolicyAgent(model, behaviour.explorer_policy(sample=True))
+        return PolicyAgent(model, behaviour.policy(sample=True))
     goal = replay.sample(batch_size=1, sequence_length=1)[keys.PIXELS][0, 0]  # [C,H,W]
     return PolicyAgent(model, behaviour.achiever_policy(goal, sample=True))
 

@@ -240,10 +240,7 @@ def update(run: Run) -> dict:
     batch = run.replay.sample()
     metrics, out = gradient_step(run.model, run.optimizer, run.cfg.model.grad_clip, batch, run.counters["updates"])
     if run.behaviour is not None:
-        if run.cfg.method == "lexa":  # explorer + achiever from the batch's posteriors and embeddings
-            behaviour_metrics = run.behaviour.update(out.posterior, out.embed)
-        else:
-            behaviour_metrics = run.behaviour.update(out.posterior.reshape(-1))
+        behaviour_metrics = run.behaviour.update(out)
         metrics.update({f"train/{k}": v for k, v in behaviour_metrics.items()})
     run.counters["updates"] += 1
     return metrics
