@@ -17,7 +17,7 @@ Four rows, each timed ours / torchrl interleaved in one process (``benchmarks.be
   3 x 300 -- torchrl's Dreamer latent). CPU only (those builders make CPU tensors).
 * ``ac dreamerv2`` / ``ac planet``: one actor-critic update from all B*T posterior starts:
   imagination of H steps, lambda returns, actor + critic losses, backward, clip, both steps. Ours:
-  ``ImaginationActorCritic(model, ActorCriticConfig(...)).update(posterior)`` on the row's world
+  ``ImaginationActorCritic(model, ActorCriticConfig(...)).train_step(posterior)`` on the row's world
   model. torchrl: ``DreamerActorLoss`` (rollout of ``DreamerActor`` through the model-based
   ``DreamerEnv`` built by ``_dreamer_make_mbenv``, TD(lambda) targets) + ``DreamerValueLoss``, each
   loss backward + clip + Adam step, exactly as torchrl's Dreamer example runs them. Actor and critic
@@ -132,7 +132,7 @@ def build_ours_ac(model_cfg, ac_cfg: ActorCriticConfig, action_dim: int, device:
         posterior = model.loss(_batch(b, t, action_dim, device)).posterior
 
     def update() -> float:
-        return behaviour.update(posterior)["loss/actor"].item()
+        return behaviour.train_step(posterior)["loss/actor"].item()
 
     return nn.ModuleList([behaviour.actor, behaviour.critic]), update
 

@@ -1,7 +1,8 @@
 """Planners and behaviour learners that act through the WorldModel interface.
 
 Public API: :class:`CEMPlanner`, :class:`MPPIPlanner` (``plan(state[B]) -> [B,H,A]``), the
-objectives (:class:`RewardObjective`, :class:`GoalDistanceObjective`, :class:`SumObjective`), the
+objectives (:class:`RewardObjective`, :class:`GoalDistanceObjective`, :class:`SumObjective`; LEXA's
+:class:`DisagreementObjective`, :class:`TemporalDistanceObjective`, :class:`EmbeddingCosineObjective`), the
 imagination actor-critic (:class:`ImaginationActorCritic`) and the agents
 (:class:`PlanningAgent`, :class:`PolicyAgent`) that own the belief while acting.
 """
@@ -10,7 +11,15 @@ from planners.actor_critic import ImaginationActorCritic
 from planners.agents import PlanningAgent, PolicyAgent
 from planners.cem import CEMPlanner
 from planners.mppi import MPPIPlanner
-from planners.objectives import GoalDistanceObjective, Objective, RewardObjective, SumObjective
+from planners.objectives import (
+    DisagreementObjective,
+    EmbeddingCosineObjective,
+    GoalDistanceObjective,
+    Objective,
+    RewardObjective,
+    SumObjective,
+    TemporalDistanceObjective,
+)
 
 __all__ = [
     "CEMPlanner",
@@ -19,6 +28,9 @@ __all__ = [
     "RewardObjective",
     "GoalDistanceObjective",
     "SumObjective",
+    "DisagreementObjective",
+    "TemporalDistanceObjective",
+    "EmbeddingCosineObjective",
     "ImaginationActorCritic",
     "PlanningAgent",
     "PolicyAgent",

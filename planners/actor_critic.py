@@ -3,8 +3,8 @@
 From every start state (posteriors of a replay batch) the actor imagines ``H`` steps through the
 frozen world model; the start state is prepended, giving ``H + 1`` states ``s_0 .. s_H``::
 
-    rewards    r_t = reward_fn(s_t)                        (default: the model's reward head)
-    discounts  d_t = gamma * continuation(s_t)             (gamma alone without a continuation head)
+    rewards    r_t = reward.per_step(s_t)                  (an Objective; default: the model's reward head)
+    discounts  d_t = gamma * continuation(s_t)             (has_continuation; else gamma alone)
     values     v_t = v_slow(s_t)                           (the slow TARGET critic)
     targets    R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1}),  R_H = v_H,  t = 0..H-1
     weights    w_t = prod_{k<t} d_k                        (w_0 = 1; stop-gradient)
@@ -21,7 +21,11 @@ s_t itself. The critic's loss is the negative log-likelihood of ``Normal(v, 1)``
 mse``) without its constant. DreamerV2's reward normalisation (``reward_norm`` with momentum 1 and
 scale 1) is the identity and is omitted. World-model parameters are frozen (``requires_grad`` off) while the
 loss is built, so the losses give them no gradient, yet dynamics gradients flow *through* the
-model's computations into the actor.
+model's computations into the actor; the reward objective's networks (an ``nn.Module`` objective's,
+e.g. LEXA's ensemble) are frozen the same way.
+
+The actor-critic is a :class:`worldmodels.core.interface.Behaviour`: :meth:`update` trains it once
+per world-model update from ``LossOutput.posterior``; :meth:`policy` is its actor for acting.
 """
 
 from __future__ import annotations
@@ -29,24 +33,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-from typing import Callable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
 
 from planners.action_distributions import TanhNormal, TruncatedNormal
+from planners.objectives import Objective, RewardObjective
 from planners.returns import cumulative_discount, lambda_returns
 from worldmodels.core import keys
-from worldmodels.core.interface import WorldModel
+from worldmodels.core.interface import LossOutput, Policy, WorldModel
 from worldmodels.core.config import ActorCriticConfig
 from worldmodels.models.networks import MLP
-
-RewardFn = Callable[..., Tensor]
-"""``reward_fn(model, states[N, H+1]) -> [N, H+1, 1]`` (or ``[N, H+1]``); with a goal,
-``reward_fn(model, states, goal)``. Objects with ``per_step(model, states) -> [N, H+1]`` (the
-objectives in ``planners/objectives.py``) are accepted too."""
-
 
 class Imagination(NamedTuple):
     """What :meth:`ImaginationActorCritic.imagine` returns."""
@@ -77,34 +76,43 @@ class ImaginationActorCritic(nn.Module):
 
     Args:
         model: any :class:`WorldModel`; it is *referenced*, not registered as a submodule (its
-            parameters are not in ``self.parameters()`` or ``self.state_dict()``). If the model has
-            ``has_continuation = True`` and ``continuation(states) -> [..., 1]`` (probability of not
-            terminating), discounts are ``gamma * continuation``; otherwise the constant gamma.
+            parameters are not in ``self.parameters()`` or ``self.state_dict()``). When the model
+            declares ``has_continuation``, discounts are ``gamma * model.continuation(states)``;
+            otherwise the constant gamma.
         config: :class:`ActorCriticConfig` (DreamerV2 dmc_vision defaults).
-        reward_fn: reward of imagined states; default ``model.reward`` (needs ``has_reward``).
+        reward: the reward :class:`planners.objectives.Objective`, ``reward.per_step(model, states
+            [N, H+1]) -> [N, H+1]``; default ``RewardObjective(model)`` (which refuses a model without
+            ``has_reward``). A goal passed to :meth:`loss` / :meth:`train_step` is handed to a
+            goal-conditioned reward with ``reward.set_goal(goal [N, G])`` first. Stored as
+            ``reward_fn``, the name under which an ``nn.Module`` reward's networks are checkpointed.
         goal_dim: size of a goal vector concatenated to the actor's and critic's inputs
             (goal-conditioned behaviour, e.g. LEXA's achiever); 0 = unconditioned.
+
+    Raises:
+        CapabilityError: no ``reward`` is given and the model has no reward head.
 
     Example:
         >>> ac = ImaginationActorCritic(model, ActorCriticConfig())
         >>> out = model.loss(batch)                              # world-model update first
-        >>> metrics = ac.update(out.posterior)                   # owned optimisers, target copy
-        >>> agent = PolicyAgent(model, ac.act_fn(sample=True))   # acting
+        >>> metrics = ac.update(out)                             # owned optimisers, target copy
+        >>> agent = PolicyAgent(model, ac.policy(sample=True))   # acting
     """
 
     def __init__(
-        self, model: WorldModel, config: ActorCriticConfig, reward_fn: RewardFn | None = None, goal_dim: int = 0
+        self, model: WorldModel, config: ActorCriticConfig, reward: Objective | None = None, goal_dim: int = 0
     ):
         super().__init__()
-        if reward_fn is None and not getattr(model, "has_reward", False):
-            raise ValueError(
-                f"{type(model).__name__} has no reward head; pass reward_fn (e.g. a GoalDistanceObjective)."
+        reward = RewardObjective(model) if reward is None else reward
+        if not isinstance(reward, Objective):
+            raise TypeError(
+                "reward must be a planners.objectives.Objective (per_step(model, imagined [N, H]) -> [N, H]), "
+                f"got {type(reward).__name__}."
             )
         if config.horizon < 2:
             raise ValueError(f"actor_critic.horizon must be >= 2, got {config.horizon}.")
         self.__dict__["model"] = model  # a reference, deliberately not a submodule
         self.config = config
-        self.reward_fn = reward_fn
+        self.reward_fn = reward
         self.goal_dim = goal_dim
         self.action_dim = model.action_dim
         in_dim = model.feature_dim + goal_dim
@@ -112,7 +120,7 @@ class ImaginationActorCritic(nn.Module):
         self.critic = MLP(in_dim, 1, config.units, config.layers, "elu")
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        # Owned optimisers, used by update() when none are passed; saved in state_dict (extra state).
+        # Owned optimisers, used by train_step() when none are passed; saved in state_dict (extra state).
         self.actor_opt, self.critic_opt = self.optimizers()
 
     # ------------------------------------------------------------------ policy
@@ -159,30 +167,32 @@ class ImaginationActorCritic(nn.Module):
                 action = action + self.config.exploration_noise * torch.randn_like(action)
             return action.clamp(-1.0, 1.0)
 
-    def act_fn(self, sample: bool = False, goal: Tensor | None = None) -> Callable[[Tensor], Tensor]:
-        """A policy ``features [B, F] -> action [B, A]`` for ``PolicyAgent`` (goal bound if given)."""
+    def policy(self, sample: bool = False, goal: Tensor | None = None) -> Policy:
+        """The actor as a policy ``features [B, F] -> action [B, A]`` for ``PolicyAgent``: samples
+        (collection) or the mode (evaluation); a goal-conditioned actor's goal ``[B, G]`` is bound."""
         return functools.partial(self.act, sample=sample, goal=goal)
 
     # ------------------------------------------------------------------ losses
     def _rewards(self, states: TensorDict, goal: Tensor | None) -> Tensor:
-        model, fn = self.model, self.reward_fn
-        if fn is None:
-            reward = model.reward(states)
-        elif hasattr(fn, "per_step"):
-            reward = fn.per_step(model, states)
-        else:
-            reward = fn(model, states) if goal is None else fn(model, states, goal)
-        if reward.dim() == 2:
-            reward = reward[..., None]
+        """``r_t = reward.per_step(s_t)``; the goal ``[N, G]`` is set on a goal-conditioned reward first.
+
+        Shapes: states ``[N, H+1]`` -> ``[N, H+1, 1]``.
+        """
+        if goal is not None and self.reward_fn.goal_conditioned:
+            self.reward_fn.set_goal(goal)
+        reward = self.reward_fn.per_step(self.model, states)
         n, h1 = states.batch_size
-        if reward.shape != (n, h1, 1):
-            raise ValueError(f"reward_fn must return [N, H+1, 1] = {[n, h1, 1]}, got {list(reward.shape)}.")
-        return reward
+        if reward.shape != (n, h1):
+            name = type(self.reward_fn).__name__
+            raise ValueError(f"{name}.per_step must return [N, H+1] = {[n, h1]}, got {list(reward.shape)}.")
+        return reward[..., None]
 
     def _discounts(self, states: TensorDict, is_terminal: Tensor | None) -> Tensor:
+        """``d_t = gamma * continuation(s_t)`` with ``has_continuation``, else gamma; the first is
+        ``gamma * (1 - is_terminal)`` when given. Shapes: states ``[N, H+1]`` -> ``[N, H+1, 1]``."""
         n, h1 = states.batch_size
         gamma = self.config.discount
-        if getattr(self.model, "has_continuation", False):
+        if self.model.has_continuation:
             disc = gamma * self.model.continuation(states)  # [N,H+1,1]
             if is_terminal is not None:  # true first discount from replay (DreamerV2 imagine)
                 first = gamma * (1.0 - is_terminal.reshape(n, 1).to(disc))
@@ -326,18 +336,24 @@ class ImaginationActorCritic(nn.Module):
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
 
-    def update(
+    def update(self, out: LossOutput) -> TensorDict:
+        """The :class:`~worldmodels.core.interface.Behaviour` step: :meth:`train_step` from the
+        posteriors ``out.posterior [B, T]`` of a world-model update, flattened to ``[B*T]`` starts."""
+        return self.train_step(out.posterior.reshape(-1))
+
+    def train_step(
         self,
         start: TensorDict,
-        actor_opt: torch.optim.Optimizer | None = None,
-        critic_opt: torch.optim.Optimizer | None = None,
         goal: Tensor | None = None,
         is_terminal: Tensor | None = None,
+        actor_opt: torch.optim.Optimizer | None = None,
+        critic_opt: torch.optim.Optimizer | None = None,
     ) -> TensorDict:
-        """One training step: loss, backward, clip each optimiser's gradients to ``grad_clip``,
-        step both, :meth:`update_target`. Without optimisers the owned ones (``self.actor_opt``,
-        ``self.critic_opt``, checkpointed in ``state_dict()``) are used. Returns the metrics plus
-        ``grad_norm/actor`` and ``grad_norm/critic`` (before clipping)."""
+        """One training step from start states: loss, backward, clip each optimiser's gradients to
+        ``grad_clip``, step both, :meth:`update_target`. ``start``, ``goal`` and ``is_terminal`` as in
+        :meth:`loss`. Without optimisers the owned ones (``self.actor_opt``, ``self.critic_opt``,
+        checkpointed in ``state_dict()``) are used. Returns the metrics plus ``grad_norm/actor`` and
+        ``grad_norm/critic`` (before clipping)."""
         actor_opt = self.actor_opt if actor_opt is None else actor_opt
         critic_opt = self.critic_opt if critic_opt is None else critic_opt
         actor_opt.zero_grad(set_to_none=True)

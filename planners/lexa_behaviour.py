@@ -12,7 +12,11 @@ One :meth:`LexaBehaviour.update` per world-model update, on the same replay batc
     temporal   embed head e_hat(sg feat) -> sg embed (lr 3e-4); D on pairs of imagined states (lr 8e-5)
 
 The explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances (not
-forks); the world model is referenced, never trained here, and its reward head is never read.
+forks) with objectives as rewards (:class:`planners.objectives.DisagreementObjective`,
+:class:`~planners.objectives.TemporalDistanceObjective`, :class:`~planners.objectives.EmbeddingCosineObjective`);
+the world model is referenced, never trained here, and its reward head is never read. The behaviour
+is a :class:`worldmodels.core.interface.Behaviour`: ``update(out)`` per world-model update, and
+``policy(sample)`` is the explorer's.
 """
 
 from __future__ import annotations
@@ -22,51 +26,73 @@ from tensordict import TensorDict
 from torch import Tensor, nn
 
 from planners.actor_critic import ImaginationActorCritic
+from planners.lexa_networks import DisagreementEnsemble, TemporalDistance, shuffled_goals
+from planners.objectives import (
+    DisagreementObjective,
+    EmbeddingCosineObjective,
+    GoalObjective,
+    TemporalDistanceObjective,
+)
 from worldmodels.core import keys
 from worldmodels.core.config import ActorCriticConfig, LexaConfig
-from planners.lexa_networks import (
-    CosineEmbedReward,
-    DisagreementEnsemble,
-    ExplorerReward,
-    TemporalDistance,
-    TemporalReward,
-    shuffled_goals,
-)
+from worldmodels.core.interface import CapabilityError, LossOutput, Policy, WorldModel
 
 DISTANCE_STARTS = 64
 """imagined achiever rollouts per temporal-distance update (256 pairs are drawn from them)"""
 
 
+def stoch_size(model: WorldModel) -> int:
+    """S, the flattened size of the stochastic state ``initial_state(1)[keys.STOCH]`` (the ensemble's target).
+
+    Raises:
+        CapabilityError: the model's state has no ``keys.STOCH`` entry.
+    """
+    state = model.initial_state(1)
+    if keys.STOCH not in state.keys():
+        raise CapabilityError(
+            f"{type(model).__name__}'s state has no {keys.STOCH!r} entry for LEXA's disagreement ensemble to predict."
+        )
+    return state[keys.STOCH][0].numel()
+
+
 class LexaBehaviour(nn.Module):
-    """Explorer + achiever of LEXA on a frozen world model with ``embed`` / ``features_from_embed``.
+    """Explorer + achiever of LEXA on a frozen world model that declares ``has_embedding``.
 
     Args:
-        model: an RSSM world model (``embed(pixels) -> [N, E]``, ``embed_dim``, ``features_from_embed``,
-            ``rssm.stoch.flat_dim``; DreamerV2 / PlaNet); referenced, not registered (its parameters are not in this module).
+        model: a world model with ``has_embedding`` (goals are encoder embeddings) and a ``keys.STOCH``
+            state entry (the ensemble's target), e.g. DreamerV2 / PlaNet; referenced, not registered
+            (its parameters are not in this module).
         ac_config: sizes and optimisers of both actor-critics (DreamerV2 / LEXA: 4 x 400, lr 8e-5).
         config: :class:`LexaConfig`.
         model_lr: learning rate of the embedding head (LEXA trains it with the model optimiser, 3e-4).
 
+    Raises:
+        CapabilityError: the model declares no embedding, or its state has no stochastic part.
+
     Shapes:
-        ``update(posterior [B, T], embed [B, T, E])``; goals for acting are embeddings ``[1, E]``.
+        ``update(out)`` with ``out.posterior [B, T]`` and ``out.embed [B, T, E]``; goals for acting are
+        embeddings ``[1, E]``.
     """
 
-    def __init__(self, model, ac_config: ActorCriticConfig, config: LexaConfig, model_lr: float = 3e-4):
+    def __init__(self, model: WorldModel, ac_config: ActorCriticConfig, config: LexaConfig, model_lr: float = 3e-4):
         super().__init__()
+        if not model.has_embedding:
+            raise CapabilityError(
+                f"{type(model).__name__} has no image embedding (has_embedding=False); LEXA's goals are encoder embeddings."
+            )
         self.__dict__["model"] = model
         self.config = config
         feat, embed = model.feature_dim, model.embed_dim
-        self.ensemble = DisagreementEnsemble.from_config(config, feat, model.rssm.stoch.flat_dim)
-        self.explorer = ImaginationActorCritic(
-            model, ac_config, reward_fn=ExplorerReward(self.ensemble, log=config.disag_log, scale=config.intrinsic_scale)
-        )
+        self.ensemble = DisagreementEnsemble.from_config(config, feat, stoch_size(model))
+        explorer_reward = DisagreementObjective(self.ensemble, log=config.disag_log, scale=config.intrinsic_scale)
+        self.explorer = ImaginationActorCritic(model, ac_config, reward=explorer_reward)
         if config.achiever_reward == "temporal":
             self.temporal = TemporalDistance.from_config(config, feat, embed)
-            achiever_reward: nn.Module = TemporalReward(self.temporal)
+            achiever_reward: GoalObjective = TemporalDistanceObjective(self.temporal)
         else:
             self.temporal = None
-            achiever_reward = CosineEmbedReward()
-        self.achiever = ImaginationActorCritic(model, ac_config, reward_fn=achiever_reward, goal_dim=embed)
+            achiever_reward = EmbeddingCosineObjective(model)
+        self.achiever = ImaginationActorCritic(model, ac_config, reward=achiever_reward, goal_dim=embed)
         self.ensemble_opt = torch.optim.Adam(self.ensemble.parameters(), config.ensemble_lr, eps=ac_config.adam_eps)
         self.temporal_opt = None
         if self.temporal is not None:
@@ -87,17 +113,26 @@ class LexaBehaviour(nn.Module):
         optimizer.step()
         return norm.detach()
 
-    def update(self, posterior: TensorDict, embed: Tensor) -> TensorDict:
-        """One LEXA behaviour update on a replay batch's posteriors and encoder embeddings.
+    def update(self, out: LossOutput) -> TensorDict:
+        """One LEXA behaviour update on a world-model update's output (a replay batch's posteriors and
+        encoder embeddings).
 
         Args:
-            posterior: detached posterior states ``[B, T]`` (``LossOutput.posterior``).
-            embed: detached encoder embeddings ``[B, T, E]`` (``LossOutput.embed``).
+            out: the world model's :class:`LossOutput`; reads ``out.posterior`` (detached posterior
+                states ``[B, T]``) and ``out.embed`` (detached encoder embeddings ``[B, T, E]``).
 
         Returns:
             detached scalar metrics, prefixed ``explorer/``, ``achiever/``, ``ensemble/``, ``temporal/``.
+
+        Raises:
+            ValueError: ``out.embed`` is None (the model must declare ``has_embedding`` and fill it).
         """
-        model = self.model
+        model, posterior, embed = self.model, out.posterior, out.embed
+        if embed is None:
+            raise ValueError(
+                "LexaBehaviour.update needs LossOutput.embed, the batch's encoder embeddings [B, T, E]; "
+                f"{type(model).__name__}.loss returned None (the model must declare has_embedding and fill it)."
+            )
         if posterior.batch_dims != 2 or embed.shape[:2] != posterior.batch_size:
             raise ValueError(
                 f"posterior must be [B, T] and embed [B, T, E]; got {list(posterior.batch_size)} and {list(embed.shape)}."
@@ -110,9 +145,9 @@ class LexaBehaviour(nn.Module):
         metrics.update({f"ensemble/{k}": v for k, v in ens_metrics.items()})
 
         start = posterior.reshape(-1)  # [N]
-        metrics.update({f"explorer/{k}": v for k, v in self.explorer.update(start).items()})
+        metrics.update({f"explorer/{k}": v for k, v in self.explorer.train_step(start).items()})
         goals = shuffled_goals(embed)  # [N,E]
-        metrics.update({f"achiever/{k}": v for k, v in self.achiever.update(start, goal=goals).items()})
+        metrics.update({f"achiever/{k}": v for k, v in self.achiever.train_step(start, goal=goals).items()})
 
         if self.temporal is not None:
             embed_loss, embed_metrics = self.temporal.embed_loss(features, embed)
@@ -143,21 +178,21 @@ class LexaBehaviour(nn.Module):
         Returns:
             ``{"explorer": float, "random": float}``.
         """
-        reward_fn = self.explorer.reward_fn
+        reward = self.explorer.reward_fn
         explorer_states = self.explorer.imagine(start).states[:, 1:]  # [N,H]
         horizon, n = explorer_states.shape[1], start.shape[0]
         action_dim = explorer_states[keys.ACTION].shape[-1]
         actions = torch.rand(n, horizon, action_dim, generator=generator, device=self.model.device) * 2 - 1
         random_states = self.model.imagine(start, actions, horizon)  # [N,H], ACTION = a_h taken at s_h
         return {
-            "explorer": reward_fn(self.model, explorer_states).mean().item(),
-            "random": reward_fn(self.model, random_states).mean().item(),
+            "explorer": reward.per_step(self.model, explorer_states).mean().item(),
+            "random": reward.per_step(self.model, random_states).mean().item(),
         }
 
     # ------------------------------------------------------------------ acting
-    def explorer_policy(self, sample: bool = True):
-        """``features [B, F] -> action [B, A]`` of the explorer (samples while collecting)."""
-        return self.explorer.act_fn(sample=sample)
+    def policy(self, sample: bool = False) -> Policy:
+        """The explorer's policy ``features [B, F] -> action [B, A]``: samples while collecting, else the mode."""
+        return self.explorer.policy(sample=sample)
 
     @torch.no_grad()
     def goal_embedding(self, goal_pixels: Tensor) -> Tensor:
@@ -166,9 +201,9 @@ class LexaBehaviour(nn.Module):
             goal_pixels = goal_pixels[None]
         return self.model.embed(goal_pixels.to(self.model.device))
 
-    def achiever_policy(self, goal_pixels: Tensor, sample: bool = False):
+    def achiever_policy(self, goal_pixels: Tensor, sample: bool = False) -> Policy:
         """``features [1, F] -> action [1, A]`` of the achiever toward one goal image ``[C, H, W]``."""
-        return self.achiever.act_fn(sample=sample, goal=self.goal_embedding(goal_pixels))
+        return self.achiever.policy(sample=sample, goal=self.goal_embedding(goal_pixels))
 
     # ------------------------------------------------------------------ checkpointing
     def get_extra_state(self) -> dict:

@@ -1,25 +1,23 @@
-"""LEXA building blocks (Mendonca, Rybkin et al., "Discovering and Achieving Goals via World Models", 2021).
+"""LEXA's networks (Mendonca, Rybkin et al., "Discovering and Achieving Goals via World Models", 2021).
 
 The world model is DreamerV2 with a Gaussian latent (``DreamerConfig(classes=0)``, methods.md 2.4); the
 explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances trained in its
-imagination with the rewards built here (methods.md 3.3)::
+imagination with rewards from the networks built here (methods.md 3.3), wrapped as objectives in
+:mod:`planners.objectives`::
 
-    explorer   r_t = log( mean_d std_k f_k(feat_t)[d] + eps )       DisagreementEnsemble (Plan2Explore)
-    achiever   r_t = -D(e_hat_t, e_g),  e_hat_t = embed_head(feat_t)  TemporalDistance   (lexa_temporal)
-               r_t = cos(feat_t, feat_g)                              cosine_goal_reward (lexa_cosine)
+    explorer   r_t = log( mean_d std_k f_k(feat_t)[d] + eps )       DisagreementEnsemble -> DisagreementObjective
+    achiever   r_t = -D(e_hat_t, e_g),  e_hat_t = embed_head(feat_t)  TemporalDistance -> TemporalDistanceObjective
+               r_t = cos(feat_t, feat_g)                              EmbeddingCosineObjective (no network)
 
-Reward callables follow the actor-critic's ``reward_fn(model, states[N, H+1]) -> [N, H+1, 1]`` (goal
-variants ``reward_fn(model, states, goal)``) and are ``nn.Module`` s, so the actor-critic's ``frozen``
-block also freezes the ensemble / distance network while the actor loss is built. None of them calls
-``model.reward``: LEXA uses no task reward (``expl_extr_scale`` 0).
+None of them calls ``model.reward``: LEXA uses no task reward (``expl_extr_scale`` 0).
 
-One LEXA update (``lexa/dreamer.py`` + ``gcdreamer_imag.py``), for the training loop that uses these::
+One LEXA update (``lexa/dreamer.py`` + ``gcdreamer_imag.py``; :meth:`planners.lexa_behaviour.LexaBehaviour.update`)::
 
-    out = model.loss(batch); embed = encoder embeddings of batch                  # world model
+    out = model.loss(batch); embed = out.embed                                     # world model
     td.embed_loss(features(out.posterior), embed)        -> model optimiser (lr 3e-4)
     ensemble.loss(features(post), post[STOCH])           -> ensemble optimiser (lr 3e-4)
-    explorer.update(post)                                 # reward_fn=ExplorerReward(ensemble)
-    goal = shuffled_goals(embed); achiever.update(post, goal=goal)   # reward_fn=TemporalReward(td)
+    explorer.train_step(post)                             # reward=DisagreementObjective(ensemble)
+    goal = shuffled_goals(embed); achiever.train_step(post, goal=goal)   # reward=TemporalDistanceObjective(td)
     td.distance_loss(td.predict_embed(features(achiever.imagine(post, goal).states)))  -> lr 8e-5
 """
 
@@ -32,9 +30,6 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
 
-from planners.objectives import GoalDistanceObjective
-from worldmodels.core import keys
-from worldmodels.core.interface import WorldModel
 from worldmodels.core.config import LexaConfig
 from worldmodels.models.networks import MLP, activation_module
 
@@ -166,27 +161,6 @@ class DisagreementEnsemble(nn.Module):
         return scale * (torch.log(disagreement + eps) if log else disagreement)
 
 
-class ExplorerReward(nn.Module):
-    """``reward_fn(model, states [N, H+1]) -> [N, H+1, 1]`` = the ensemble's intrinsic reward (explorer).
-
-    Args:
-        ensemble: a :class:`DisagreementEnsemble`; action-conditioned ones read ``states[keys.ACTION]``.
-        log: take the log (LEXA ``disag_log`` True; DreamerV2 False).
-        scale: ``expl_intr_scale`` (LEXA: 1).
-
-    Example:
-        >>> explorer = ImaginationActorCritic(model, cfg.actor_critic, reward_fn=ExplorerReward(ensemble))
-    """
-
-    def __init__(self, ensemble: DisagreementEnsemble, log: bool = True, scale: float = 1.0):
-        super().__init__()
-        self.ensemble, self.log, self.scale = ensemble, log, scale
-
-    def forward(self, model: WorldModel, states: TensorDict) -> Tensor:
-        action = states[keys.ACTION] if self.ensemble.action_dim > 0 else None
-        return self.ensemble.intrinsic_reward(model.features(states), action, log=self.log, scale=self.scale)
-
-
 class TemporalDistance(nn.Module):
     """LEXA ``lexa_temporal``: embedding head e_hat(feat) and temporal distance D(e_hat_t, e_g) in [0, 1].
 
@@ -302,43 +276,6 @@ class TemporalDistance(nn.Module):
         return loss, TensorDict(metrics, batch_size=[])
 
 
-class TemporalReward(nn.Module):
-    """``reward_fn(model, states [N, H+1], goal_embed [N, E]) -> [N, H+1, 1]`` = -D(e_hat_t, e_g).
-
-    Use with ``ImaginationActorCritic(model, cfg, reward_fn=TemporalReward(td), goal_dim=E)`` (LEXA
-    ``gc_input: embed``: the actor sees the goal's encoder embedding).
-    """
-
-    def __init__(self, temporal: TemporalDistance):
-        super().__init__()
-        self.temporal = temporal
-
-    def forward(self, model: WorldModel, states: TensorDict, goal: Tensor) -> Tensor:
-        features = model.features(states)  # [N,H+1,F]
-        return self.temporal.reward(features, _per_row(goal, features))
-
-
-class CosineEmbedReward(nn.Module):
-    """``reward_fn(model, states [N, H+1], goal_embed [N, E]) -> [N, H+1, 1]`` = cos(feat_t, feat_g) (lexa_cosine).
-
-    The achiever's goal input is the encoder embedding e_g (LEXA ``gc_input: embed``) for both rewards;
-    this reward maps it to feat_g with ``model.features_from_embed`` (LEXA ``get_init_feat_embed``) and
-    applies :func:`cosine_goal_reward`. No parameters.
-    """
-
-    def forward(self, model: WorldModel, states: TensorDict, goal: Tensor) -> Tensor:
-        with torch.no_grad():
-            goal_features = model.features_from_embed(goal)  # [N,F]
-        return cosine_goal_reward(model, states, goal_features)
-
-
-def _per_row(goal: Tensor, features: Tensor) -> Tensor:
-    """Goal ``[N, G]`` -> ``[N, 1, G]`` broadcastable against features ``[N, H+1, F]``."""
-    if goal.dim() != 2 or goal.shape[0] != features.shape[0]:
-        raise ValueError(f"goal must be [N={features.shape[0]}, G], one per imagined row, got {list(goal.shape)}.")
-    return goal.to(features)[:, None]
-
-
 def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Training goals for the achiever (LEXA ``training_goals: batch``): the replay batch's encoder
     embeddings, flattened and randomly permuted, so each start state gets another frame as its goal.
@@ -350,27 +287,4 @@ def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> T
     return flat[torch.randperm(flat.shape[0], generator=generator, device=flat.device)]
 
 
-def cosine_goal_reward(model: WorldModel, states: TensorDict, goal_features: Tensor) -> Tensor:
-    """LEXA ``lexa_cosine``: ``r_t = <feat_t, feat_g> / (|feat_t| |feat_g| + 1e-8)`` on the full features.
-
-    Reuses :class:`planners.objectives.GoalDistanceObjective` (``metric="cosine"``: the same formula,
-    torch's eps 1e-8 clamps each norm instead of their product). ``goal_features`` are the goal's
-    *features* feat_g (LEXA ``get_init_feat_embed``: posterior of the goal image from the initial state,
-    which is what ``DreamerV2.embed_goal(pixels)`` returns); pass them as the actor-critic's goal
-    (``goal_dim = F``) or wrap this function to map an embedding goal to features first.
-
-    Shapes: states ``[N, H+1]``, goal_features ``[N, F]`` -> ``[N, H+1, 1]``.
-    """
-    objective = GoalDistanceObjective(model, goal_features.reshape(states.batch_size[0], -1), metric="cosine")
-    return objective.per_step(model, states)[..., None]
-
-
-__all__ = [
-    "DisagreementEnsemble",
-    "CosineEmbedReward",
-    "ExplorerReward",
-    "TemporalDistance",
-    "TemporalReward",
-    "cosine_goal_reward",
-    "shuffled_goals",
-]
+__all__ = ["DisagreementEnsemble", "TemporalDistance", "shuffled_goals"]

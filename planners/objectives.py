@@ -1,24 +1,34 @@
 """Objectives: score imagined trajectories; planners maximise them, actor-critics use them as rewards.
 
-An objective is any callable ``objective(model, imagined) -> Tensor[N]`` (higher is better), where
-``imagined`` is the ``[N, H]`` TensorDict returned by ``model.imagine`` (row h = the state *after*
-action h). The classes here also expose ``per_step(model, imagined) -> Tensor[N, H]``, the
-per-step score that an imagination actor-critic can use as its reward (LEXA's achiever is an
-actor-critic with :class:`GoalDistanceObjective` as reward).
+Every objective is an :class:`Objective` with one calling convention, where ``imagined`` is the
+``[N, H]`` TensorDict returned by ``model.imagine`` (row h = the state *after* action h) or the
+actor-critic's ``[N, H+1]`` rollout (start prepended):
 
-Planner populations: a planner for a batch of B states evaluates ``N = B * K`` candidates, rows
-``b*K .. b*K+K-1`` belonging to batch item ``b`` (row-major flatten of ``[B, K]``). Goal objectives
-hold one goal per batch item ``[B, F]`` and give every row the goal of its batch item
-(``repeat_interleave``); the same rule covers actor-critic starts flattened from ``[B, T]``.
+* ``per_step(model, imagined) -> Tensor[N, H]`` -- the per-step score; an imagination actor-critic's
+  reward (LEXA's explorer and achiever are actor-critics with :class:`DisagreementObjective` and
+  :class:`TemporalDistanceObjective` / :class:`EmbeddingCosineObjective` as rewards).
+* ``objective(model, imagined) -> Tensor[N]`` -- the sum of ``per_step`` over the objective's selected
+  steps (higher is better); what planners maximise.
+* ``goal_conditioned`` (declared) -- goal objectives hold their goal, set with ``set_goal(goal [B, G])``.
+
+Goal rows: an objective holding B goals scores ``N = B * K`` rows, rows ``b*K .. b*K+K-1``
+belonging to goal ``b`` (``repeat_interleave``; :func:`goal_rows`). That covers planner populations
+(B states, K candidates each, row-major flatten of ``[B, K]``) and actor-critic starts flattened
+from ``[B, T]`` with one goal per start (K = 1).
+
+Objectives that hold networks (the disagreement ensemble, the temporal distance) are ``nn.Module`` s,
+so the actor-critic's ``frozen`` block freezes them while the actor loss is built, and their
+networks appear in the state_dict of the actor-critic that uses them.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence
+import abc
+from typing import Literal, Sequence
 
 import torch
 from tensordict import TensorDict
-from torch import Tensor
+from torch import Tensor, nn
 
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, WorldModel
@@ -27,13 +37,98 @@ Metric = Literal["cosine", "l2"]
 Steps = Literal["final", "last_k", "all"]
 
 
-class Objective(Protocol):
-    """``imagined [N, H] -> score [N]``; higher is better."""
+class Objective(abc.ABC):
+    """Scores imagined states, higher is better: ``per_step`` ``[N, H] -> [N, H]``, call ``-> [N]``.
 
-    def __call__(self, model: WorldModel, imagined: TensorDict) -> Tensor: ...
+    Subclasses implement :meth:`per_step`; ``__call__`` sums it over every step unless the subclass
+    selects steps (goal objectives) or discounts them (:class:`RewardObjective`).
+    """
+
+    goal_conditioned: bool = False
+    """True for objectives scored toward a goal they hold (``set_goal``)."""
+
+    @abc.abstractmethod
+    def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """Per-step score. Shapes: imagined [N, H] -> [N, H]."""
+
+    def __call__(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """Shapes: imagined [N, H] -> [N]."""
+        return self.per_step(model, imagined).sum(-1)
+
+    def set_goal(self, goal: Tensor) -> None:
+        """Goal objectives only; this objective takes no goal."""
+        raise ValueError(f"{type(self).__name__} is not goal-conditioned (goal_conditioned=False); it takes no goal.")
 
 
-class RewardObjective:
+def goal_rows(goal: Tensor, rows: int) -> Tensor:
+    """The goal of every imagined row: goals ``[B, G]`` -> ``[N, G]``, row n gets goal ``n // (N / B)``.
+
+    Raises:
+        ValueError: N is not a multiple of B.
+    """
+    b = goal.shape[0]
+    if rows % b != 0:
+        raise ValueError(f"{rows} imagined rows cannot be split among {b} goals; rows must be a multiple of B.")
+    return goal.repeat_interleave(rows // b, dim=0) if rows != b else goal
+
+
+def select_steps(imagined: TensorDict, steps: Steps, k: int) -> TensorDict:
+    """The scored steps of ``imagined [N, H]``: the final one, the last ``k`` or all of them."""
+    if steps == "final":
+        return imagined[:, -1:]
+    if steps == "last_k":
+        return imagined[:, -k:]
+    return imagined
+
+
+class GoalObjective(Objective):
+    """An objective toward goals it holds: ``set_goal(goal [B, G])`` (or ``[G]`` for one goal), then
+    every imagined row is scored toward its goal (:func:`goal_rows`); the score sums ``per_step`` over
+    the ``final`` step (h = H-1), the ``last_k`` steps or ``all``.
+
+    Args:
+        goal_dim: G, the size of one goal.
+        steps: ``"final"``, ``"last_k"`` or ``"all"``.
+        k: number of final steps for ``steps="last_k"`` (PLDM: 3).
+    """
+
+    goal_conditioned = True
+
+    def __init__(self, goal_dim: int, steps: Steps = "final", k: int = 3):
+        super().__init__()
+        if steps not in ("final", "last_k", "all"):
+            raise ValueError(f"steps must be 'final', 'last_k' or 'all', got {steps!r}.")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        self.goal_dim, self.steps, self.k = goal_dim, steps, k
+        self.goal: Tensor | None = None
+
+    def checked_goal(self, goal: Tensor) -> Tensor:
+        """``goal`` as ``[B, G]`` (``[G]`` becomes B = 1), detached; ValueError naming the shapes otherwise."""
+        if goal.dim() == 1:
+            goal = goal[None]
+        if goal.dim() != 2 or goal.shape[-1] != self.goal_dim:
+            raise ValueError(
+                f"{type(self).__name__}'s goal must have shape [B, {self.goal_dim}], got {list(goal.shape)}."
+            )
+        return goal.detach()
+
+    def set_goal(self, goal: Tensor) -> None:
+        """Set the goals. Shapes: [B, G] (or [G], treated as B = 1)."""
+        self.goal = self.checked_goal(goal)
+
+    def goal_for(self, rows: int) -> Tensor:
+        """The goal of each of ``rows`` imagined rows, ``[N, G]``."""
+        if self.goal is None:
+            raise ValueError(f"{type(self).__name__} has no goal; call set_goal(goal) first.")
+        return goal_rows(self.goal, rows)
+
+    def __call__(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """Shapes: imagined [N,H] -> [N]."""
+        return self.per_step(model, select_steps(imagined, self.steps, self.k)).sum(-1)
+
+
+class RewardObjective(Objective):
     """Sum of predicted rewards over the horizon (PlaNet's CEM objective, Hafner et al. 2019).
 
     J = sum_{h=0}^{H-1} gamma^h * r(s_{h+1}), with r the reward head's mean (PlaNet: gamma = 1).
@@ -54,10 +149,10 @@ class RewardObjective:
     """
 
     def __init__(self, model: WorldModel, discount: float = 1.0, chunk_rows: int | None = None):
-        if not getattr(model, "has_reward", False):
+        if not model.has_reward:
             raise CapabilityError(
-                f"{type(model).__name__} has no reward head (has_reward=False); use GoalDistanceObjective "
-                "or a model trained with rewards."
+                f"{type(model).__name__} has no reward head (has_reward=False); use another Objective "
+                "(e.g. GoalDistanceObjective) or a model trained with rewards."
             )
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {discount}.")
@@ -86,7 +181,7 @@ class RewardObjective:
         return (rewards * weights).sum(-1)
 
 
-class GoalDistanceObjective:
+class GoalDistanceObjective(GoalObjective):
     """Closeness of imagined features to a goal's features (LEXA achiever; PLDM planning objective).
 
     Per step h: ``cosine`` = cos(f_h, g) (LEXA, Mendonca et al. 2021: latent cosine similarity);
@@ -116,64 +211,125 @@ class GoalDistanceObjective:
         steps: Steps = "final",
         k: int = 3,
     ):
+        super().__init__(model.feature_dim, steps, k)
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}.")
-        if steps not in ("final", "last_k", "all"):
-            raise ValueError(f"steps must be 'final', 'last_k' or 'all', got {steps!r}.")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}.")
         self.model = model
         self.metric = metric
-        self.steps = steps
-        self.k = k
-        self.goal: Tensor | None = None
         if goal_features is not None:
             self.set_goal(goal_features)
-
-    def set_goal(self, goal_features: Tensor) -> None:
-        """Set the goal in feature space. Shapes: [B, F] (or [F], treated as B = 1)."""
-        if goal_features.dim() == 1:
-            goal_features = goal_features[None]
-        if goal_features.dim() != 2 or goal_features.shape[-1] != self.model.feature_dim:
-            raise ValueError(
-                f"goal_features must have shape [B, {self.model.feature_dim}], got {list(goal_features.shape)}."
-            )
-        self.goal = goal_features.detach()
 
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:
         """Set the goal from goal images via ``model.embed_goal``. Shapes: uint8 [B,C,H,W]."""
         self.set_goal(self.model.embed_goal(pixels.to(self.model.device)))
 
-    def _goal_for(self, rows: int) -> Tensor:
-        if self.goal is None:
-            raise ValueError(
-                "GoalDistanceObjective has no goal; call set_goal(features) or set_goal_pixels(pixels) first."
-            )
-        b = self.goal.shape[0]
-        if rows % b != 0:
-            raise ValueError(f"{rows} imagined rows cannot be split among {b} goals; rows must be a multiple of B.")
-        return self.goal.repeat_interleave(rows // b, dim=0) if rows != b else self.goal  # [N,F]
-
     def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
         """Per-step goal score (higher = closer). Shapes: imagined [N,H] -> [N,H]."""
         feats = model.features(imagined)  # [N,H,F]
-        goal = self._goal_for(feats.shape[0]).to(feats)[:, None]  # [N,1,F]
+        goal = self.goal_for(feats.shape[0]).to(feats)[:, None]  # [N,1,F]
         if self.metric == "cosine":
             return torch.nn.functional.cosine_similarity(feats, goal, dim=-1, eps=1e-8)
         return -((feats - goal) ** 2).mean(-1)
 
-    def __call__(self, model: WorldModel, imagined: TensorDict) -> Tensor:
-        """Shapes: imagined [N,H] -> [N]."""
-        if self.steps == "final":
-            imagined = imagined[:, -1:]
-        elif self.steps == "last_k":
-            imagined = imagined[:, -self.k :]
-        return self.per_step(model, imagined).sum(-1)
+
+class EmbeddingCosineObjective(GoalDistanceObjective):
+    """LEXA ``lexa_cosine`` toward goals given as encoder embeddings: ``r_t = cos(feat_t, feat_g)``.
+
+    ``set_goal(e_g [B, E])`` maps the embeddings to goal features ``feat_g = model.features_from_embed(e_g)``
+    (LEXA ``get_init_feat_embed``: the posterior of the goal image from the initial state), so the
+    achiever's goal input stays the embedding (LEXA ``gc_input: embed``) for both achiever rewards;
+    then it scores as ``GoalDistanceObjective(metric="cosine")`` (torch's eps 1e-8 clamps each norm
+    where LEXA adds 1e-8 to their product).
+
+    Args:
+        model: a world model with ``has_embedding``; refused at construction otherwise.
+        steps, k: as :class:`GoalDistanceObjective`.
+
+    Raises:
+        CapabilityError: the model declares no embedding.
+
+    Example:
+        >>> achiever = ImaginationActorCritic(model, cfg, reward=EmbeddingCosineObjective(model), goal_dim=model.embed_dim)
+    """
+
+    def __init__(self, model: WorldModel, steps: Steps = "final", k: int = 3):
+        if not model.has_embedding:
+            raise CapabilityError(
+                f"{type(model).__name__} has no image embedding (has_embedding=False); "
+                "EmbeddingCosineObjective needs goals as encoder embeddings."
+            )
+        super().__init__(model, metric="cosine", steps=steps, k=k)
+        self.goal_dim = model.embed_dim
+
+    @torch.no_grad()
+    def set_goal(self, goal: Tensor) -> None:
+        """Set the goals from encoder embeddings. Shapes: [B, E] (or [E]); stored as features [B, F]."""
+        self.goal = self.model.features_from_embed(self.checked_goal(goal).to(self.model.device))
+
+    @torch.no_grad()
+    def set_goal_pixels(self, pixels: Tensor) -> None:
+        """Set the goal from goal images via ``model.embed``. Shapes: uint8 [B,C,H,W]."""
+        self.set_goal(self.model.embed(pixels.to(self.model.device)))
 
 
-class SumObjective:
+class DisagreementObjective(Objective, nn.Module):
+    """Intrinsic reward of an ensemble's disagreement (Plan2Explore; LEXA's explorer reward).
+
+    ``r_t = scale * log(mean_d std_k f_k(feat_t)[d] + eps)`` (LEXA ``disag_log`` True,
+    ``expl_intr_scale`` 1), or ``scale * mean_d std_k f_k(feat_t)[d]`` without the log (DreamerV2).
+
+    Args:
+        ensemble: a :class:`planners.lexa_networks.DisagreementEnsemble`; action-conditioned ones
+            (``action_dim > 0``) read ``imagined[keys.ACTION]``.
+        log: take the log (LEXA ``disag_log`` True; DreamerV2 False).
+        scale: ``expl_intr_scale`` (LEXA: 1).
+
+    Example:
+        >>> explorer = ImaginationActorCritic(model, cfg.actor_critic, reward=DisagreementObjective(ensemble))
+    """
+
+    def __init__(self, ensemble: nn.Module, log: bool = True, scale: float = 1.0):
+        super().__init__()
+        self.ensemble, self.log, self.scale = ensemble, log, scale
+
+    def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """Shapes: imagined [N, H] -> [N, H]."""
+        action = imagined[keys.ACTION] if self.ensemble.action_dim > 0 else None
+        reward = self.ensemble.intrinsic_reward(model.features(imagined), action, log=self.log, scale=self.scale)
+        return reward[..., 0]
+
+
+class TemporalDistanceObjective(GoalObjective, nn.Module):
+    """LEXA ``lexa_temporal``: ``r_t = -D(e_hat(feat_t), e_g)``, a learned temporal distance to a goal embedding.
+
+    Goals are encoder embeddings e_g ``[B, E]`` (``set_goal``); ``e_hat`` is the distance network's
+    embedding head (``gcdreamer_imag.py::_gc_reward``).
+
+    Args:
+        temporal: a :class:`planners.lexa_networks.TemporalDistance` (``embed_dim`` E and
+            ``reward(features [..., F], goal_embed [..., E]) -> [..., 1]``).
+        steps, k: as :class:`GoalDistanceObjective`.
+
+    Example:
+        >>> achiever = ImaginationActorCritic(model, cfg, reward=TemporalDistanceObjective(td), goal_dim=td.embed_dim)
+    """
+
+    def __init__(self, temporal: nn.Module, steps: Steps = "final", k: int = 3):
+        super().__init__(temporal.embed_dim, steps, k)
+        self.temporal = temporal
+
+    def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """Shapes: imagined [N, H] -> [N, H], in [-1, 0]."""
+        features = model.features(imagined)  # [N,H,F]
+        goal = self.goal_for(features.shape[0]).to(features)[:, None]  # [N,1,E]
+        return self.temporal.reward(features, goal)[..., 0]
+
+
+class SumObjective(Objective):
     """Weighted sum of objectives, e.g. task reward plus an exploration bonus.
+
+    Goal-conditioned when any term is; ``set_goal`` then sets the goal of every goal-conditioned term.
 
     Args:
         terms: ``[(weight, objective), ...]``.
@@ -186,12 +342,21 @@ class SumObjective:
         if not terms:
             raise ValueError("SumObjective needs at least one (weight, objective) pair.")
         for term in terms:
-            if len(term) != 2 or not callable(term[1]):
-                raise ValueError(f"SumObjective terms must be (weight, objective) pairs, got {term!r}.")
+            if len(term) != 2 or not isinstance(term[1], Objective):
+                raise ValueError(f"SumObjective terms must be (weight, Objective) pairs, got {term!r}.")
         self.terms = [(float(w), obj) for w, obj in terms]
+        self.goal_conditioned = any(obj.goal_conditioned for _, obj in self.terms)
+
+    def set_goal(self, goal: Tensor) -> None:
+        """Set ``goal`` on every goal-conditioned term."""
+        if not self.goal_conditioned:
+            super().set_goal(goal)
+        for _, obj in self.terms:
+            if obj.goal_conditioned:
+                obj.set_goal(goal)
 
     def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
-        """Weighted per-step scores (every term needs ``per_step``). Shapes: [N,H] -> [N,H]."""
+        """Weighted per-step scores. Shapes: [N,H] -> [N,H]."""
         return sum(w * obj.per_step(model, imagined) for w, obj in self.terms)
 
     def __call__(self, model: WorldModel, imagined: TensorDict) -> Tensor:

@@ -157,12 +157,14 @@ def test_actor_critic_update_on_tiny_dreamer():
     actor_opt, critic_opt = ac.optimizers()
     out = model.loss(_batch())
     actor_before = [p.detach().clone() for p in ac.actor_parameters()]
-    metrics = ac.update(out.posterior, actor_opt, critic_opt, is_terminal=_batch()[keys.IS_TERMINAL])
+    metrics = ac.train_step(
+        out.posterior, is_terminal=_batch()[keys.IS_TERMINAL], actor_opt=actor_opt, critic_opt=critic_opt
+    )
     assert all(p.grad is None for p in model.parameters())  # the world model is untouched
     assert any(not torch.equal(a, p) for a, p in zip(actor_before, ac.actor_parameters()))
     for name in ("loss/actor", "loss/critic", "grad_norm/actor", "critic/target"):
         assert torch.isfinite(metrics[name])
-    action = ac.act_fn(sample=False)(model.features(out.posterior[:, -1]))
+    action = ac.policy(sample=False)(model.features(out.posterior[:, -1]))
     assert action.shape == (2, 2) and action.abs().max() <= 1
 
 

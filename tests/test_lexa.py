@@ -1,4 +1,5 @@
-"""LEXA building blocks: disagreement ensemble (explorer), temporal distance (achiever), goal rewards."""
+"""LEXA building blocks: disagreement ensemble (explorer), temporal distance (achiever), and the objectives
+that make them rewards."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ import torch
 from tensordict import TensorDict
 
 from planners.actor_critic import ImaginationActorCritic
+from planners.lexa_networks import DisagreementEnsemble, TemporalDistance, shuffled_goals
+from planners.objectives import (
+    DisagreementObjective,
+    EmbeddingCosineObjective,
+    GoalDistanceObjective,
+    TemporalDistanceObjective,
+)
 from tests.toy_model import ToyModel
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError
 from worldmodels.core.config import ActorCriticConfig, ConfigError, DreamerConfig, LexaConfig
 from worldmodels.models.dreamer import DreamerV2, preprocess
-from planners.lexa_networks import (
-    DisagreementEnsemble,
-    ExplorerReward,
-    TemporalDistance,
-    TemporalReward,
-    cosine_goal_reward,
-    shuffled_goals,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -195,13 +195,13 @@ def test_achiever_with_temporal_reward_uses_goal_and_no_task_reward():
     with pytest.raises(CapabilityError):
         model.reward(model.initial_state(1))
     td = TemporalDistance(feature_dim=2, embed_dim=2, head_layers=1, head_units=16, layers=2, units=16)
-    ac = ImaginationActorCritic(model, _ac_config(), reward_fn=TemporalReward(td), goal_dim=2)
+    ac = ImaginationActorCritic(model, _ac_config(), reward=TemporalDistanceObjective(td), goal_dim=2)
     start, goal = _start(model, 6), torch.rand(6, 2) * 2 - 1
     before = [p.detach().clone() for p in ac.actor.parameters()]
-    metrics = ac.update(start, goal=goal)
+    metrics = ac.train_step(start, goal=goal)
     assert torch.isfinite(metrics["loss/actor"]) and metrics["imagine/reward"] <= 0
     assert any(not torch.equal(a, p) for a, p in zip(before, ac.actor.parameters()))
-    assert all(p.grad is None or p.requires_grad for p in td.parameters())  # unfrozen again
+    assert all(p.requires_grad and p.grad is None for p in td.parameters())  # frozen in the loss, then unfrozen
     feats = start[keys.LATENT]
     a1 = ac.act(feats, goal=torch.full((6, 2), 0.9))
     a2 = ac.act(feats, goal=torch.full((6, 2), -0.9))
@@ -217,18 +217,95 @@ def test_explorer_and_cosine_rewards_on_toy_model():
     torch.manual_seed(6)
     model = ToyModel(action_dim=2, has_reward=False)
     ens = DisagreementEnsemble(2, 2, members=3, layers=1, units=8)
-    explorer = ImaginationActorCritic(model, _ac_config(), reward_fn=ExplorerReward(ens))
-    metrics = explorer.update(_start(model, 5))
+    explorer = ImaginationActorCritic(model, _ac_config(), reward=DisagreementObjective(ens))
+    assert "reward_fn.ensemble.weights.0" in explorer.state_dict()  # the checkpoint name of the ensemble
+    metrics = explorer.train_step(_start(model, 5))
     assert torch.isfinite(metrics["loss/actor"])
     assert all(p.requires_grad and p.grad is None for p in ens.parameters())  # frozen: no actor gradient
-    # cosine achiever: r = cos(feat_t, feat_g)
-    achiever = ImaginationActorCritic(model, _ac_config(), reward_fn=cosine_goal_reward, goal_dim=2)
+    # cosine achiever on feature goals: r = cos(feat_t, feat_g)
+    achiever = ImaginationActorCritic(model, _ac_config(), reward=GoalDistanceObjective(model), goal_dim=2)
     goal = torch.tensor([[1.0, 0.0]]).expand(5, 2)
-    metrics = achiever.update(_start(model, 5), goal=goal)
+    metrics = achiever.train_step(_start(model, 5), goal=goal)
     assert torch.isfinite(metrics["loss/actor"])
     states = TensorDict({keys.LATENT: torch.tensor([[[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]])}, batch_size=[1, 3])
-    r = cosine_goal_reward(model, states, torch.tensor([[1.0, 0.0]]))
-    assert torch.allclose(r, torch.tensor([[[1.0], [0.0], [-1.0]]]), atol=1e-6)
+    r = GoalDistanceObjective(model, torch.tensor([[1.0, 0.0]]), metric="cosine").per_step(model, states)
+    assert torch.allclose(r, torch.tensor([[1.0, 0.0, -1.0]]), atol=1e-6)
+
+
+def _fixed_ensemble(action_dim: int = 0) -> DisagreementEnsemble:
+    """3 members, 2 -> 4 -> 3, weights set to fixed sine patterns (no RNG)."""
+    ens = DisagreementEnsemble(2, 3, members=3, layers=1, units=4, action_dim=action_dim)
+    with torch.no_grad():
+        for i, p in enumerate([*ens.weights, *ens.biases]):
+            p.copy_(torch.sin(torch.arange(p.numel(), dtype=torch.float32) * (0.7 + 0.3 * i)).reshape(p.shape))
+    return ens
+
+
+def _fixed_states() -> TensorDict:
+    latent = torch.tensor([[[0.5, -0.25], [1.0, 0.0], [-0.5, 0.75]], [[0.0, 0.0], [0.25, 0.5], [-1.0, -1.0]]])
+    action = torch.tensor([[[0.1, 0.2], [0.3, -0.4], [0.0, 0.0]], [[-0.5, 0.5], [1.0, -1.0], [0.0, 0.0]]])
+    return TensorDict({keys.LATENT: latent, keys.ACTION: action}, batch_size=[2, 3])
+
+
+@pytest.mark.parametrize(
+    ("log", "scale", "action_dim", "expected"),
+    [  # the values of the removed ExplorerReward(ensemble, log, scale)(model, states) on these inputs
+        (True, 1.0, 0, [[-0.678036, -0.707008, -0.424464], [-0.610369, -0.575524, -0.591103]]),
+        (False, 0.5, 0, [[0.253807, 0.246559, 0.327060], [0.271575, 0.281205, 0.276858]]),
+        (True, 2.0, 2, [[-1.362409, -1.561490, -0.517619], [-0.841007, -1.124548, -1.178413]]),
+    ],
+)
+def test_disagreement_objective_matches_the_explorer_reward(log, scale, action_dim, expected):
+    model, states, ens = ToyModel(action_dim=2), _fixed_states(), _fixed_ensemble(action_dim)
+    objective = DisagreementObjective(ens, log=log, scale=scale)
+    reward = objective.per_step(model, states)  # [N, H]
+    torch.testing.assert_close(reward, torch.tensor(expected), atol=1e-5, rtol=0)
+    action = states[keys.ACTION] if action_dim else None
+    std = ens(states[keys.LATENT], action).std(0, unbiased=False).mean(-1)  # mean_d std_k f_k(feat)[d]
+    torch.testing.assert_close(reward, scale * (torch.log(std + 1e-8) if log else std))
+    torch.testing.assert_close(objective(model, states), reward.sum(-1))
+
+
+def test_temporal_distance_objective_scores_each_row_toward_its_goal():
+    torch.manual_seed(8)
+    td = TemporalDistance(feature_dim=2, embed_dim=3, head_layers=1, head_units=8, layers=1, units=8)
+    model, states = ToyModel(action_dim=2), _fixed_states()  # N = 2 rows
+    objective = TemporalDistanceObjective(td, steps="all")
+    with pytest.raises(ValueError, match="no goal"):
+        objective(model, states)
+    goal = torch.randn(1, 3)  # B = 1 goal for both rows
+    objective.set_goal(goal)
+    reward = objective.per_step(model, states)
+    expected = -td.distance(td.predict_embed(states[keys.LATENT]), goal[:, None].expand(2, 3, 3))[..., 0]
+    torch.testing.assert_close(reward, expected)
+    assert ((reward <= 0) & (reward >= -1)).all()
+    final = TemporalDistanceObjective(td)  # default: the final step
+    final.set_goal(goal)
+    torch.testing.assert_close(final(model, states), reward[:, -1])
+    with pytest.raises(ValueError, match=r"goal must have shape \[B, 3\], got \[1, 2\]"):
+        objective.set_goal(torch.zeros(1, 2))
+
+
+def test_embedding_cosine_objective_maps_embedding_goals_to_features():
+    with pytest.raises(CapabilityError, match="ToyModel has no image embedding"):
+        EmbeddingCosineObjective(ToyModel(action_dim=2))
+    torch.manual_seed(9)
+    model = DreamerV2(
+        DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=5, classes=0, cnn_depth=2, mlp_layers=1, mlp_units=8),
+        action_dim=2,
+    )
+    pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    embed = model.embed(pixels)  # [2, E]
+    states = model.imagine(model.initial_state(2), torch.zeros(2, 3, 2))  # [2, 3]
+    objective = EmbeddingCosineObjective(model, steps="all")
+    torch.manual_seed(10)
+    objective.set_goal(embed)
+    torch.manual_seed(10)
+    with torch.no_grad():
+        features = model.features_from_embed(embed)
+    expected = GoalDistanceObjective(model, features, metric="cosine").per_step(model, states)
+    torch.testing.assert_close(objective.per_step(model, states), expected)
+    assert objective.goal.shape == (2, model.feature_dim) and not objective.goal.requires_grad
 
 
 def test_config_and_dreamer_gaussian_integration():
@@ -258,9 +335,10 @@ def test_config_and_dreamer_gaussian_integration():
     embed_loss, _ = td.embed_loss(feats, embed)
     embed_loss.backward()  # LEXA grad_heads ['image']: the embed head does not train the model
     assert all(p.grad is None for p in model.parameters())
-    goal_feats = model.embed_goal(pixels[:, 0])
-    r = cosine_goal_reward(model, post[:, 0:1].expand(b, t), goal_feats)
-    assert r.shape == (b, t, 1) and (r <= 1 + 1e-5).all()
+    cosine = EmbeddingCosineObjective(model)
+    cosine.set_goal(model.embed(pixels[:, 0]))
+    r = cosine.per_step(model, post[:, 0:1].expand(b, t))
+    assert r.shape == (b, t) and (r <= 1 + 1e-5).all()
 
 
 def test_shuffled_goals_is_a_row_permutation():

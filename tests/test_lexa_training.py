@@ -17,6 +17,8 @@ from worldmodels.models.dreamer import DreamerV2
 from worldmodels.methods import make_model_optimizer
 from worldmodels.evaluation.goal_sets import evaluate_goals
 from planners.lexa_behaviour import LexaBehaviour
+from tests.toy_model import ToyModel
+from worldmodels.core.interface import CapabilityError
 from worldmodels.training.logger import read_metrics
 from worldmodels.training.online import checkpoint_path, gradient_step, train, updates_owed
 
@@ -63,7 +65,7 @@ def test_update_trains_every_learner_and_never_the_world_model(achiever_reward):
     if lexa.temporal is not None:
         learners += [lexa.temporal.embed_head, lexa.temporal.distance_net]
     before = [_params(m) for m in learners]
-    metrics = lexa.update(out.posterior, out.embed)
+    metrics = lexa.update(out)
     for name in ("ensemble/loss/disagreement", "explorer/imagine/reward", "achiever/imagine/reward"):
         assert torch.isfinite(metrics[name]), name
     if achiever_reward == "temporal":
@@ -84,10 +86,36 @@ def test_no_gradient_from_task_rewards():
         model, opt, lexa = _build()
         torch.manual_seed(1)
         _, out = gradient_step(model, opt, TINY_MODEL.grad_clip, _batch(reward=reward), 0)
-        lexa.update(out.posterior, out.embed)
+        lexa.update(out)
         results.append(_params(model, lexa))
     assert all(torch.equal(a, b) for a, b in zip(*results))
     assert not DreamerV2(TINY_MODEL, action_dim=2).has_reward  # nothing may plan or learn on its reward head
+
+
+def test_update_refuses_a_loss_output_without_embeddings_and_models_without_embedding():
+    model, _, lexa = _build()
+    out = model.loss(_batch())
+    with pytest.raises(ValueError, match="needs LossOutput.embed.*must declare has_embedding"):
+        lexa.update(out._replace(embed=None))
+    with pytest.raises(CapabilityError, match="ToyModel has no image embedding"):
+        LexaBehaviour(ToyModel(action_dim=2), TINY_AC, TINY_LEXA)
+
+
+def test_policy_is_the_explorers_and_checkpoint_names_are_kept():
+    model, _, lexa = _build()
+    features = torch.randn(3, model.feature_dim)
+    torch.testing.assert_close(lexa.policy(sample=False)(features), lexa.explorer.act(features))
+    names = lexa.state_dict().keys()  # names written by checkpoints before rewards became objectives
+    for name in (
+        "explorer.reward_fn.ensemble.weights.0",
+        "achiever.reward_fn.temporal.embed_head.net.0.weight",
+        "achiever.reward_fn.temporal.distance_net.net.0.weight",
+        "ensemble.weights.0",
+        "temporal.embed_head.net.0.weight",
+        "explorer.actor.net.0.weight",
+        "achiever.target_critic.net.0.weight",
+    ):
+        assert name in names, name
 
 
 def test_achiever_policy_takes_the_goal_image():
@@ -170,7 +198,7 @@ def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
 def test_resumed_behaviour_state_matches(tmp_path):
     model, _, lexa = _build()
     out = model.loss(_batch())
-    lexa.update(out.posterior, out.embed)
+    lexa.update(out)
     clone = copy.deepcopy(lexa)
     lexa.load_state_dict(clone.state_dict())
     assert lexa.ensemble_opt.state_dict()["state"].keys() == clone.ensemble_opt.state_dict()["state"].keys()

@@ -18,19 +18,31 @@ Contract (all shapes batch-major; keys from ``worldmodels/keys.py``):
   :class:`CapabilityError`.
 * ``decode(state) -> float [..., C, H, W] in [0, 1]`` -- only if ``has_decoder``; otherwise
   raises :class:`CapabilityError`.
-* ``loss(batch[B, T]) -> LossOutput(loss, metrics, posterior)`` -- scalar loss; metrics a
+* ``continuation(state) -> [..., 1]`` in [0, 1], the probability of *not* terminating -- only if
+  ``has_continuation``; otherwise raises :class:`CapabilityError` (actor-critics then discount
+  with the constant gamma).
+* ``embed_dim``, ``embed(pixels uint8 [..., C, H, W]) -> [..., E]`` (the encoder embedding of
+  images) and ``features_from_embed(embed [N, E]) -> [N, feature_dim]`` (the posterior features of
+  an embedding from the initial state) -- only if ``has_embedding``; otherwise they raise
+  :class:`CapabilityError`. Such models also fill ``LossOutput.embed``.
+* ``loss(batch[B, T]) -> LossOutput(loss, metrics, posterior, embed)`` -- scalar loss; metrics a
   TensorDict of detached scalars named ``"loss/<term>"`` (and other ``"group/name"``);
-  ``posterior`` the detached posterior states ``[B, T]`` (actor-critics start from them).
+  ``posterior`` the detached posterior states ``[B, T]`` (actor-critics start from them);
+  ``embed`` the detached encoder embeddings ``[B, T, E]`` when ``has_embedding``, else None.
 
 Models are stateless: the belief lives in the caller (agents), never in the model.
-``has_reward`` / ``has_decoder`` are declared as class attributes, up front, so that objectives
-and visualisation can refuse a model at construction instead of failing mid-planning.
+The capabilities ``has_reward`` / ``has_decoder`` / ``has_continuation`` / ``has_embedding`` are
+declared up front (class or instance attributes), so that consumers read the flag and can refuse a
+model at construction instead of probing for methods or failing mid-planning.
+
+A :class:`Behaviour` (the imagination actor-critic, LEXA's explorer + achiever) is what the training
+loop updates after every world-model update and acts with; see its docstring.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import torch
 from tensordict import TensorDict
@@ -44,7 +56,8 @@ first (``functools.partial(actor, goal=...)``), so ``imagine`` stays goal-agnost
 
 
 class CapabilityError(RuntimeError):
-    """A model was asked for something it declared it does not have (reward, decoder)."""
+    """A model was asked for something it declared it does not have (reward, decoder,
+    continuation, embedding)."""
 
 
 class LossOutput(NamedTuple):
@@ -57,8 +70,33 @@ class LossOutput(NamedTuple):
     posterior: TensorDict
     """detached posterior states ``[B, T]`` of the batch (start states for imagination)"""
     embed: Tensor | None = None
-    """detached encoder embeddings ``[B, T, E]`` of the batch's images, for models with ``embed``
-    (heads trained on them, e.g. LEXA's embedding predictor); None otherwise"""
+    """detached encoder embeddings ``[B, T, E]`` of the batch's images, filled by models that declare
+    ``has_embedding`` (heads trained on them, e.g. LEXA's embedding predictor); None otherwise"""
+
+
+class Behaviour(Protocol):
+    """A behaviour learner trained in a world model's imagination, and the policy it acts with.
+
+    One :meth:`update` per world-model update, on that update's :class:`LossOutput`: from the batch's
+    posteriors ``out.posterior [B, T]`` and, for behaviours that need them, its embeddings
+    ``out.embed [B, T, E]``. Implementations are ``nn.Module`` s (checkpointed with
+    ``state_dict`` / ``load_state_dict``, moved with ``to``) that reference the world model without
+    registering it. Implemented by :class:`planners.actor_critic.ImaginationActorCritic` (DreamerV2)
+    and :class:`planners.lexa_behaviour.LexaBehaviour` (LEXA: explorer + achiever).
+    """
+
+    def update(self, out: LossOutput) -> TensorDict:
+        """One training step from a world-model update's output -> detached scalar metrics."""
+
+    def policy(self, sample: bool) -> Policy:
+        """The policy that collects and is evaluated (DreamerV2: the actor; LEXA: the explorer).
+        ``sample``: sample actions (collection) or take the mode (evaluation)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Behaviour: ...
 
 
 def check_shapes(name: str, tensor: Tensor, expected: Sequence[int | None], dtype=None) -> None:
@@ -85,6 +123,8 @@ class WorldModel(nn.Module, abc.ABC):
     image_shape: tuple[int, int, int]  # (C, H, W) of the pixels it observes
     has_decoder: bool = True
     has_reward: bool = True
+    has_continuation: bool = False
+    has_embedding: bool = False
 
     @abc.abstractmethod
     def initial_state(self, batch_size: int) -> TensorDict:
@@ -120,6 +160,31 @@ class WorldModel(nn.Module, abc.ABC):
             f"{type(self).__name__} has no decoder; visualise it through a probe decoder (worldmodels.viz.openloop)."
         )
 
+    def continuation(self, state: TensorDict) -> Tensor:
+        """Probability of not terminating ``[..., 1]`` in [0, 1]. Only models with ``has_continuation``."""
+        raise CapabilityError(
+            f"{type(self).__name__} has no continuation head (has_continuation=False); discount with a constant gamma."
+        )
+
+    @property
+    def embed_dim(self) -> int:
+        """E, size of the encoder embedding of one image. Only models with ``has_embedding``."""
+        raise self._no_embedding()
+
+    def embed(self, pixels: Tensor) -> Tensor:
+        """Encoder embeddings of uint8 images ``[..., C, H, W]`` -> ``[..., E]``. Only models with ``has_embedding``."""
+        raise self._no_embedding()
+
+    def features_from_embed(self, embed: Tensor) -> Tensor:
+        """Features of the posterior of embeddings ``[N, E]`` from the initial state -> ``[N, feature_dim]``.
+        Only models with ``has_embedding``."""
+        raise self._no_embedding()
+
+    def _no_embedding(self) -> CapabilityError:
+        return CapabilityError(
+            f"{type(self).__name__} has no image embedding (has_embedding=False); use a model with an encoder embedding."
+        )
+
     @abc.abstractmethod
     def loss(self, batch: TensorDict) -> LossOutput:
         """Training loss on a ``[B, T]`` batch of replay rows (keys: PIXELS, PREV_ACTION, REWARD,
@@ -130,10 +195,59 @@ class WorldModel(nn.Module, abc.ABC):
         return next(self.parameters()).device
 
 
-def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizon: int = 4) -> None:
-    """Assert the interface's shapes on a random tiny batch (used by every model's tests).
+def _expect_shape(what: str, tensor: Tensor, expected: Sequence[int]) -> None:
+    """AssertionError naming ``what``, the expected and the actual shape, unless they match."""
+    if tuple(tensor.shape) != tuple(expected):
+        raise AssertionError(f"{what} must have shape {list(expected)}, got {list(tensor.shape)}.")
 
-    Raises AssertionError naming the method and the shapes on any violation.
+
+def _expect_capability_error(model: WorldModel, capability: str, call: Callable[[], object]) -> None:
+    """AssertionError unless ``call`` raises :class:`CapabilityError` (for an undeclared capability)."""
+    try:
+        call()
+    except CapabilityError:
+        return
+    raise AssertionError(f"{type(model).__name__} declares {capability}=False but did not raise CapabilityError.")
+
+
+def _check_continuation(model: WorldModel, imagined: TensorDict) -> None:
+    """``continuation(imagined [B, H]) -> [B, H, 1]`` in [0, 1] iff ``has_continuation``."""
+    if not model.has_continuation:
+        _expect_capability_error(model, "has_continuation", lambda: model.continuation(imagined))
+        return
+    cont = model.continuation(imagined)
+    _expect_shape("continuation(imagine(...))", cont, [*imagined.batch_size, 1])
+    assert ((cont >= 0) & (cont <= 1)).all(), "continuation must be a probability in [0, 1]"
+
+
+def _check_embedding(model: WorldModel, pixels: Tensor, out: LossOutput) -> None:
+    """``embed``, ``features_from_embed`` and ``LossOutput.embed`` shapes iff ``has_embedding``."""
+    b, t = pixels.shape[:2]
+    if not model.has_embedding:
+        for name, call in [
+            ("embed_dim", lambda: model.embed_dim),
+            ("embed", lambda: model.embed(pixels)),
+            ("features_from_embed", lambda: model.features_from_embed(torch.zeros(b, 1, device=pixels.device))),
+        ]:
+            _expect_capability_error(model, f"has_embedding (calling {name})", call)
+        assert out.embed is None, "loss().embed must be None for models without has_embedding"
+        return
+    e = model.embed_dim
+    assert isinstance(e, int) and e >= 1, f"embed_dim must be a positive int, got {e!r}"
+    _expect_shape("embed(pixels [B, C, H, W])", model.embed(pixels[:, 0]), [b, e])
+    embed = model.embed(pixels)
+    _expect_shape("embed(pixels [B, T, C, H, W])", embed, [b, t, e])
+    _expect_shape("features_from_embed(embed [N, E])", model.features_from_embed(embed[:, 0]), [b, model.feature_dim])
+    assert out.embed is not None, "loss().embed must hold the batch's embeddings [B, T, E] (has_embedding=True)"
+    _expect_shape("loss().embed", out.embed, [b, t, e])
+    assert not out.embed.requires_grad, "loss().embed must be detached"
+
+
+def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizon: int = 4) -> None:
+    """Assert the interface's shapes on a random tiny batch (used by every model's tests), including
+    those of the declared capabilities, and that undeclared capabilities raise :class:`CapabilityError`.
+
+    Raises AssertionError naming the method and the expected and actual shapes on any violation.
     """
     c, h, w = model.image_shape
     a = model.action_dim
@@ -175,22 +289,14 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     assert goal.shape == (batch, model.feature_dim), f"embed_goal -> {tuple(goal.shape)}"
 
     if model.has_reward:
-        assert model.reward(imag).shape == (batch, horizon, 1), "reward shape"
+        _expect_shape("reward(imagine(...))", model.reward(imag), [batch, horizon, 1])
     else:
-        try:
-            model.reward(imag)
-            raise AssertionError("has_reward=False but reward() did not raise CapabilityError")
-        except CapabilityError:
-            pass
+        _expect_capability_error(model, "has_reward", lambda: model.reward(imag))
     if model.has_decoder:
-        img = model.decode(imag)
-        assert img.shape == (batch, horizon, c, h, w), f"decode -> {tuple(img.shape)}"
+        _expect_shape("decode(imagine(...))", model.decode(imag), [batch, horizon, c, h, w])
     else:
-        try:
-            model.decode(imag)
-            raise AssertionError("has_decoder=False but decode() did not raise CapabilityError")
-        except CapabilityError:
-            pass
+        _expect_capability_error(model, "has_decoder", lambda: model.decode(imag))
+    _check_continuation(model, imag)
 
     batch_td = TensorDict(
         {
@@ -210,3 +316,4 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     assert out.posterior.batch_size == torch.Size([batch, length]), "loss().posterior batch"
     for k, v in out.metrics.items(include_nested=True, leaves_only=True):
         assert v.dim() == 0 and not v.requires_grad, f"metric {k} must be a detached scalar"
+    _check_embedding(model, pixels, out)

@@ -59,9 +59,10 @@ class DreamerV2(RSSMWorldModel):
         action_dim: A.
         image_shape: ``(C, H, W)``; ``conv_ha`` needs ``H = W = 64``.
 
-    Attributes:
-        has_continuation: True when ``config.pred_discount``; then :meth:`continuation` predicts
-            the probability of not terminating and the actor-critic discounts with it.
+    Capabilities: ``has_embedding`` (every RSSM model); ``has_continuation`` exactly when
+    ``config.pred_discount`` (the discount head exists): :meth:`continuation` then predicts the
+    probability of not terminating and the actor-critic discounts with it; ``has_reward`` unless
+    ``config.reward_scale == 0`` (LEXA).
 
     Example:
         >>> model = DreamerV2(DreamerConfig(), action_dim=6)
@@ -69,7 +70,7 @@ class DreamerV2(RSSMWorldModel):
         >>> out = model.loss(batch)                     # batch [B, T] of replay rows
         >>> opt.zero_grad(); out.loss.backward()
         >>> torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip); opt.step()
-        >>> ac.update(out.posterior, actor_opt, critic_opt)   # planners.actor_critic
+        >>> ac.update(out)                              # planners.actor_critic
     """
 
     has_decoder = True
@@ -110,7 +111,9 @@ class DreamerV2(RSSMWorldModel):
             CapabilityError: the model was built with ``pred_discount = False`` (DMC default).
         """
         if self.discount_head is None:
-            raise CapabilityError("this DreamerV2 has no discount head; build it with model.pred_discount=true.")
+            raise CapabilityError(
+                "DreamerV2 has no continuation head (has_continuation=False); build it with model.pred_discount=true."
+            )
         return torch.sigmoid(self.discount_head(self.features(state)))
 
     def decode(self, state: TensorDict) -> Tensor:

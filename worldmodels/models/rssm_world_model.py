@@ -2,9 +2,11 @@
 
 The state is the RSSM's (``deter`` + ``stoch``); ``observe`` encodes every frame once and filters
 with the posterior; ``imagine`` rolls the prior; ``embed_goal`` is the posterior of the goal image
-from the initial state (LEXA's goal embedding). Subclasses build ``self.rssm``, ``self.encoder``
-and ``self.reward_head``, and implement ``_preprocess`` (uint8 frames -> network input), ``decode``
-and ``loss``.
+from the initial state (LEXA's goal embedding). Every RSSM model declares ``has_embedding``: its
+encoder embedding is exposed through ``embed`` / ``embed_dim`` / ``features_from_embed`` and its
+``loss`` returns the batch's embeddings in ``LossOutput.embed``. Subclasses build ``self.rssm``,
+``self.encoder`` and ``self.reward_head``, and implement ``_preprocess`` (uint8 frames -> network
+input), ``decode`` and ``loss``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from worldmodels.core.interface import Policy, WorldModel, check_shapes
 
 class RSSMWorldModel(WorldModel):
     """A :class:`WorldModel` whose state, observation filter and imagination are an RSSM's."""
+
+    has_embedding = True
 
     def _preprocess(self, frames: Tensor, noise: bool) -> Tensor:  # pragma: no cover - abstract
         """uint8 ``[N,C,H,W]`` -> float network input ``[N,C,H,W]`` (``noise``: training-time dequantisation)."""
@@ -59,9 +63,10 @@ class RSSMWorldModel(WorldModel):
         return self.encoder.output_dim
 
     def embed(self, pixels: Tensor) -> Tensor:
-        """Encoder embeddings of images (LEXA's e_g for goal images). Shapes: uint8 ``[N, C, H, W]`` -> ``[N, E]``."""
-        check_shapes("pixels", pixels, [None, *self.image_shape], torch.uint8)
-        return self._embed(pixels[:, None])[1][:, 0]
+        """Encoder embeddings of images (LEXA's e_g for goal images). Shapes: uint8 ``[..., C, H, W]`` -> ``[..., E]``."""
+        lead = pixels.shape[:-3]
+        check_shapes("pixels", pixels, [*lead, *self.image_shape], torch.uint8)
+        return self._embed(pixels.reshape(-1, 1, *self.image_shape))[1].reshape(*lead, -1)
 
     def features_from_embed(self, embed: Tensor) -> Tensor:
         """Features of the posterior from the initial state, a zero action and image embeddings ``[N, E]``
