@@ -44,13 +44,6 @@ def gaussian_params(stats: Tensor, min_std: float) -> tuple[Tensor, Tensor]:
     return mean, F.softplus(raw) + min_std
 
 
-def gaussian_sample(mean: Tensor, std: Tensor, noise: Tensor | None = None) -> Tensor:
-    """Reparameterised sample ``mean + std * eps``, ``eps ~ N(0, I)`` (or the given ``noise``)."""
-    if noise is None:
-        noise = torch.randn_like(mean)
-    return mean + std * noise
-
-
 def gaussian_kl(mean_q: Tensor, std_q: Tensor, mean_p: Tensor, std_p: Tensor) -> Tensor:
     """Closed-form ``KL(N(mean_q, std_q^2) || N(mean_p, std_p^2))`` summed over the last dim.
 
@@ -101,11 +94,6 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], device=None, dtype=torch.f
     """Standard Gumbel noise ``-log(-log U)``, U ~ Uniform(0, 1), clamped away from 0 and 1."""
     u = torch.rand(shape, device=device, dtype=dtype).clamp_(1e-6, 1.0 - 1e-6)
     return -(-u.log()).log()
-
-
-def categorical_mode(logits: Tensor) -> Tensor:
-    """One-hot argmax of ``logits [..., G, K]`` (the distribution's mode)."""
-    return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
 
 
 # ------------------------------------------------------------------------- KL losses

@@ -225,20 +225,6 @@ class RSSM(nn.Module):
         stats = self.prior_net(deter)
         return deter, stats, self._sample(stats, self._noise(deter.shape[:-1], deter))
 
-    def prior_step(self, state: TensorDict, action: Tensor) -> TensorDict:
-        """One prior step ``s_t ~ p(s_t | s_{t-1}, a_{t-1})``. Shapes: state ``[N]``, action ``[N, A]`` -> ``[N]``."""
-        deter, stats, stoch = self.prior_tensors(state[keys.DETER], self._flat_stoch(state), action)
-        return TensorDict(self._tensor_state(deter, stoch, stats), batch_size=state.batch_size)
-
-    def posterior_step(self, state: TensorDict, prev_action: Tensor, embed: Tensor, is_first: Tensor) -> TensorDict:
-        """One filtering step ``s_t ~ q(s_t | s_{t-1}, a_{t-1}, e_t)``, resetting where ``is_first``.
-
-        Shapes:
-            state ``[N]``, prev_action ``[N, A]``, embed ``[N, E]``, is_first bool ``[N, 1]`` -> posterior ``[N]``.
-        """
-        out = self.observe(embed[:, None], prev_action[:, None], is_first[:, None], state)
-        return out[:, 0]
-
     # ------------------------------------------------------------------ sequences
 
     def observe(
