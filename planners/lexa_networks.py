@@ -253,10 +253,10 @@ class TemporalDistance(nn.Module):
             raise ValueError(f"embeds must be [N, H+1 >= 2, {self.embed_dim}], got {list(embeds.shape)}.")
         embeds = embeds.detach()
         n, h1, _ = embeds.shape
-        horizon, dev = h1 - 1, embeds.device
-        cur, goal = torch.triu_indices(h1, h1, device=dev)  # all i <= j within one trajectory
-        pick = torch.randint(cur.numel(), (self.positives,), generator=generator, device=dev)
-        traj = torch.randint(n, (self.positives,), generator=generator, device=dev)
+        horizon, device = h1 - 1, embeds.device
+        cur, goal = torch.triu_indices(h1, h1, device=device)  # all i <= j within one trajectory
+        pick = torch.randint(cur.numel(), (self.positives,), generator=generator, device=device)
+        traj = torch.randint(n, (self.positives,), generator=generator, device=device)
         i, j = cur[pick], goal[pick]
         pred = self.distance(embeds[traj, i], embeds[traj, j])[:, 0]  # [P]
         label = (j - i).to(pred) / horizon
@@ -264,10 +264,10 @@ class TemporalDistance(nn.Module):
         loss, metrics = pos_loss, {"distance/positive": pos_loss.detach()}
         if self.negatives > 0 and n > 1:
             m = self.negatives
-            a = torch.randint(n, (m,), generator=generator, device=dev)
-            other = (a + torch.randint(1, n, (m,), generator=generator, device=dev)) % n  # != a
-            ta = torch.randint(h1, (m,), generator=generator, device=dev)
-            tb = torch.randint(h1, (m,), generator=generator, device=dev)
+            a = torch.randint(n, (m,), generator=generator, device=device)
+            other = (a + torch.randint(1, n, (m,), generator=generator, device=device)) % n  # != a
+            ta = torch.randint(h1, (m,), generator=generator, device=device)
+            tb = torch.randint(h1, (m,), generator=generator, device=device)
             neg = self.distance(embeds[a, ta], embeds[other, tb])[:, 0]
             neg_loss = ((neg - 1.0) ** 2).mean()
             loss = loss + neg_loss

@@ -251,11 +251,11 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     """
     c, h, w = model.image_shape
     a = model.action_dim
-    dev = model.device
+    device = model.device
     gen = torch.Generator().manual_seed(0)
-    pixels = torch.randint(0, 256, (batch, length, c, h, w), dtype=torch.uint8, generator=gen).to(dev)
-    prev_action = (torch.rand(batch, length, a, generator=gen) * 2 - 1).to(dev)
-    is_first = torch.zeros(batch, length, 1, dtype=torch.bool, device=dev)
+    pixels = torch.randint(0, 256, (batch, length, c, h, w), dtype=torch.uint8, generator=gen).to(device)
+    prev_action = (torch.rand(batch, length, a, generator=gen) * 2 - 1).to(device)
+    is_first = torch.zeros(batch, length, 1, dtype=torch.bool, device=device)
     is_first[:, 0] = True
     prev_action[:, 0] = 0
 
@@ -271,7 +271,7 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     assert cont.batch_size == torch.Size([batch, length]), "observe(state=...) continuation"
 
     start = post[:, -1]
-    actions = torch.rand(batch, horizon, a, generator=gen).to(dev) * 2 - 1
+    actions = torch.rand(batch, horizon, a, generator=gen).to(device) * 2 - 1
     imag = model.imagine(start, actions)
     assert imag.batch_size == torch.Size([batch, horizon]), f"imagine(actions) -> {imag.batch_size}"
     assert torch.equal(imag[keys.ACTION], actions), "imagine must return the actions it was given"
@@ -302,8 +302,8 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
         {
             keys.PIXELS: pixels,
             keys.PREV_ACTION: prev_action,
-            keys.ACTION: torch.rand(batch, length, a, generator=gen).to(dev) * 2 - 1,
-            keys.REWARD: torch.rand(batch, length, 1, generator=gen).to(dev),
+            keys.ACTION: torch.rand(batch, length, a, generator=gen).to(device) * 2 - 1,
+            keys.REWARD: torch.rand(batch, length, 1, generator=gen).to(device),
             keys.IS_FIRST: is_first,
             keys.IS_TERMINAL: torch.zeros_like(is_first),
             keys.IS_LAST: torch.zeros_like(is_first),
