@@ -11,7 +11,7 @@ import torch
 
 from envs.two_rooms import render_positions
 from envs.two_rooms_data import generate_trajectories, trajectories_to_tensordict
-from test_replay import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
+from synthetic_episodes import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
 from worldmodels.core import keys
 from worldmodels.data.datasets import EpisodeDatasetWriter, collect_command, load_dataset
 from worldmodels.data.replay import SequenceReplay
@@ -46,13 +46,16 @@ def test_round_trip_with_stored_pixels(tmp_path):
         assert set(actual.keys()) == set(expected.keys())
         for key in expected.keys():
             assert torch.equal(actual[key], expected[key]), key
-    batch = dataset.sample(32, 5, generator=torch.Generator().manual_seed(0))
-    assert batch.shape == (32, 5) and batch[keys.PIXELS].dtype == torch.uint8
+    assert dataset.num_rows == sum(LENGTHS) + 3 and dataset.episode_lengths().tolist() == [n + 1 for n in LENGTHS]
+    torch.manual_seed(0)
+    batch = dataset.sample(32, 5)
+    assert batch.shape == (32, 5) and batch[keys.PIXELS].dtype == torch.uint8 and batch.device == dataset.device
     assert (batch[keys.STATE][..., 0] == batch[keys.STATE][:, :1, 0]).all()  # inside one episode
     assert (batch[keys.STATE][..., 1].diff(dim=1) == 1).all()  # contiguous
     assert (batch[keys.IS_FIRST][..., 0] == (batch[keys.STATE][..., 1] == 0)).all()
+    assert (batch[keys.EPISODE] == batch[keys.STATE][..., 0].long()).all()  # the episode's position
     assert 0 not in dataset.sample(32, 6)[keys.STATE][:, 0, 0].tolist()  # episode 0 has 5 rows: too short
-    replay = SequenceReplay(tmp_path / "replay", capacity=100, batch_size=2, sequence_length=3)
+    replay = SequenceReplay(tmp_path / "replay", capacity=100)
     assert dataset.fill_replay(replay) == 3 and replay.num_rows == sum(LENGTHS) + 3
 
 
@@ -67,7 +70,7 @@ def test_round_trip_rendering_pixels_on_the_fly(tmp_path):
     assert torch.equal(batch[keys.PIXELS].reshape(-1, 3, 4, 4), torch.from_numpy(render_synthetic(flat_state)))
     assert torch.equal(dataset.episode(2)[keys.PIXELS], expected_rows(2, LENGTHS[2])[keys.PIXELS])
     without = load_dataset(tmp_path)
-    assert keys.PIXELS not in without.sample(2, 3, pixels=False).keys()
+    assert keys.PIXELS not in without.episode(0, pixels=False).keys()
     with pytest.raises(ValueError, match="stores no pixels"):
         without.sample(2, 3)
 

@@ -255,7 +255,8 @@ def test_write_dataset_and_render_on_load(tmp_path):
     dataset = load_dataset(tmp_path / "tr", render_fn=make_render_fn(64, 3))
     assert dataset.num_steps == 6 * 11 and not dataset.pixels_stored
     assert dataset.env_config["suite"] == "two_rooms" and dataset.env_config["two_rooms_channels"] == 3
-    batch = dataset.sample(4, 5, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    batch = dataset.sample(4, 5)
     assert batch[keys.PIXELS].shape == (4, 5, 3, 64, 64)
     assert torch.equal(batch[keys.PIXELS], render_positions(batch[keys.STATE], channels=3))
     episode = dataset.episode(2, pixels=False)

@@ -43,7 +43,8 @@ def log_goal_success(run, step: int) -> float:
     task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
     agent_for = goal_agent_factory(cfg, run.model, run.behaviour)
     result = run_goal_set(cfg, run.model, task_set, agent_for, episodes=1, progress=False)
-    intrinsic = explorer_vs_random_on_replay(run.model, run.behaviour, run.replay, batches=1)
+    intrinsic = explorer_vs_random_on_replay(run.model, run.behaviour, run.replay, cfg.replay.batch_size,
+                                             cfg.replay.sequence_length, batches=1)  # fmt: skip
     run.logger.scalars(
         {
             "eval/goal_success": result["success_rate"],
@@ -57,7 +58,8 @@ def log_goal_success(run, step: int) -> float:
     return result["success_rate"]
 
 
-def explorer_vs_random_on_replay(model, behaviour, replay, batches: int = 1) -> dict[str, float]:
+def explorer_vs_random_on_replay(model, behaviour, replay, batch_size: int, sequence_length: int,
+                                 batches: int = 1) -> dict[str, float]:  # fmt: skip
     """:meth:`LexaBehaviour.explorer_vs_random` from the posterior states of ``batches`` replay batches
     (filtered with ``model.observe``), averaged over the batches.
 
@@ -68,7 +70,7 @@ def explorer_vs_random_on_replay(model, behaviour, replay, batches: int = 1) -> 
 
     totals = {"explorer": 0.0, "random": 0.0}
     for _ in range(batches):
-        batch = replay.sample()
+        batch = replay.sample(batch_size, sequence_length)
         with torch.no_grad():
             start = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST]).reshape(-1)
         for name, value in behaviour.explorer_vs_random(start).items():

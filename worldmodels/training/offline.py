@@ -47,7 +47,7 @@ def dataset_dir(cfg: RunConfig, run_dir: Path) -> Path:
     return Path(cfg.offline.dataset_dir) if cfg.offline.dataset_dir else Path(run_dir) / "data"
 
 
-def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> OfflineSequenceDataset:
+def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False, device="cpu") -> OfflineSequenceDataset:
     """Load the run's dataset, generating it first if its directory holds none.
 
     Two Rooms: ``write_two_rooms_dataset`` with ``offline.n_trajectories/n_steps/mode/random_fraction/
@@ -63,7 +63,7 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> Off
             write_two_rooms_dataset(directory, ocfg.n_trajectories, n_steps=ocfg.n_steps, image_size=cfg.env.image_size,
                                     channels=cfg.env.two_rooms_channels, seed=ocfg.data_seed, mode=ocfg.mode,
                                     random_fraction=ocfg.random_fraction, **extra)  # fmt: skip
-        return load_dataset(directory, render_fn=make_render_fn(cfg.env.image_size, cfg.env.two_rooms_channels))
+        return load_dataset(directory, render_fn=make_render_fn(cfg.env.image_size, cfg.env.two_rooms_channels), device=device)
     if not (directory / "dataset.json").is_file():
         from envs import make_env
         from worldmodels.data.datasets import collect_random_episodes
@@ -74,7 +74,7 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False) -> Off
                                     env_config=dataclasses.asdict(cfg.env))  # fmt: skip
         finally:
             env.close()
-    return load_dataset(directory)
+    return load_dataset(directory, device=device)
 
 
 def _evaluate(cfg, model, logger, step: int) -> dict:
@@ -96,7 +96,7 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
     cfg, run_dir = prepare(cfg, run_dir, resume)
     checkpoint.seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    data = ensure_dataset(cfg, run_dir, progress=cfg.log.progress)
+    data = ensure_dataset(cfg, run_dir, progress=cfg.log.progress, device=device)
     first = data.sample(1, 1)
     image_shape = tuple(first.get(keys.PIXELS).shape[-3:])
     model = make_model(cfg, first.get(keys.ACTION).shape[-1], image_shape).to(device)
@@ -118,7 +118,7 @@ def train_offline(cfg: RunConfig | None = None, run_dir=None, resume: bool = Fal
     stop = StopRequest().install()
     try:
         while counters["updates"] < ocfg.updates:
-            batch = data.sample(rcfg.batch_size, rcfg.sequence_length, device=device)  # [B,T]
+            batch = data.sample(rcfg.batch_size, rcfg.sequence_length)  # [B,T]
             history.append(gradient_step(model, optimizer, cfg.model.grad_clip, batch, counters["updates"])[0])
             counters["updates"] += 1
             step = counters["updates"]

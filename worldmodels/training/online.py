@@ -112,8 +112,6 @@ def build_run(cfg: RunConfig, run_dir: Path) -> Run:
     replay = SequenceReplay(
         run_dir / "replay",
         capacity=cfg.replay.capacity,
-        batch_size=cfg.replay.batch_size,
-        sequence_length=cfg.replay.sequence_length,
         device=device,
     )
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -237,7 +235,7 @@ def gradient_step(model, optimizer, grad_clip: float, batch: TensorDict, index: 
 
 def update(run: Run) -> dict:
     """One update of the world model on a replay batch, then of the behaviour learner (if any)."""
-    batch = run.replay.sample()
+    batch = run.replay.sample(run.cfg.replay.batch_size, run.cfg.replay.sequence_length)
     metrics, out = gradient_step(run.model, run.optimizer, run.cfg.model.grad_clip, batch, run.counters["updates"])
     if run.behaviour is not None:
         if run.cfg.method == "lexa":  # explorer + achiever from the batch's posteriors and embeddings

@@ -16,7 +16,7 @@ import torch
 
 def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
     """``count`` random-action episodes as replay rows, cut to ``length`` -> TensorDict ``[count, length]``."""
-    from worldmodels.data.replay import steps_to_rows
+    from worldmodels.data.rows import steps_to_rows
     from worldmodels.training.online import collect_episode
 
     rows = []
@@ -34,7 +34,7 @@ def replay_sequences(cfg, run_dir: Path, count: int, length: int):
     """The last ``count`` episodes of the run's replay, cut to ``length`` -> ``[count, length]``."""
     from worldmodels.data.replay import SequenceReplay
 
-    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=count, sequence_length=length)
+    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity)
     episodes = [replay.episode(i) for i in range(replay.num_episodes)]
     episodes = [e for e in episodes if e.shape[0] >= length][-count:]
     if not episodes:
@@ -48,13 +48,12 @@ def training_batches(cfg, run_dir: Path, batch_size: int, length: int, device):
     if cfg.method == "pldm":
         from worldmodels.training.offline import ensure_dataset
 
-        data = ensure_dataset(cfg, run_dir)
-        return lambda: data.sample(batch_size, length, device=device)
+        data = ensure_dataset(cfg, run_dir, device=device)
+        return lambda: data.sample(batch_size, length)
     from worldmodels.data.replay import SequenceReplay
 
-    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, batch_size=batch_size,
-                            sequence_length=length, device=device)  # fmt: skip
-    return replay.sample
+    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
+    return lambda: replay.sample(batch_size, length)
 
 
 def load_or_train_probe(cfg, run_dir: Path, model, steps: int = 2000):
