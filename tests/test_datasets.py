@@ -1,4 +1,4 @@
-"""Offline episode datasets: round trips (stored / rendered pixels), format errors, collection."""
+"""Offline episode datasets: round trips (stored / rendered pixels), format errors."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from envs.two_rooms import render_positions
 from envs.two_rooms_data import generate_trajectories, trajectories_to_tensordict
 from synthetic_episodes import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
 from worldmodels.core import keys
-from worldmodels.data.datasets import EpisodeDatasetWriter, collect_command, load_dataset
+from worldmodels.data.datasets import EpisodeDatasetWriter, load_dataset
 from worldmodels.data.replay import SequenceReplay
 
 LENGTHS = [4, 7, 5]
@@ -111,19 +111,3 @@ def test_uncommitted_files_are_ignored_and_appending_continues(tmp_path):
         EpisodeDatasetWriter(tmp_path, {}, store_pixels=False)
     with pytest.raises(ValueError, match="differ from the dataset's fields"):
         writer.add_episode(expected_rows(4, 3, image_size=8))
-
-
-def test_collect_command_writes_random_dmc_episodes(tmp_path):
-    out = collect_command("cartpole", "swingup", episodes=2, out=tmp_path / "data", image_size=32,
-                          episode_length=40, seed=1, progress=False)
-    dataset = load_dataset(out)
-    assert dataset.num_episodes == 2 and dataset.lengths.tolist() == [6, 6]  # 40 env steps / repeat 8 + 1
-    assert dataset.env_config["domain"] == "cartpole" and dataset.env_config["action_repeat"] == 8
-    episode = dataset.episode(1)
-    assert episode[keys.PIXELS].shape == (6, 3, 32, 32) and episode[keys.IS_LAST][-1]
-    actions = episode[keys.ACTION][:-1]
-    assert (actions.abs() <= 1).all() and actions.std() > 0.1  # uniform in [-1, 1], not constant
-    assert not torch.equal(dataset.episode(0)[keys.ACTION], episode[keys.ACTION])
-    states = collect_command("cartpole", "swingup", episodes=1, out=tmp_path / "states", image_size=32,
-                             episode_length=40, store_pixels=False, progress=False)
-    assert keys.PIXELS not in load_dataset(states).episode(0, pixels=False).keys()

@@ -103,7 +103,7 @@ def _goals(args) -> int:
 
 
 def _collect(args) -> int:
-    from worldmodels.data.datasets import collect_command
+    from worldmodels.data.collect import collect_command
 
     collect_command(
         domain=args.domain, task=args.task, episodes=args.episodes, out=args.out,

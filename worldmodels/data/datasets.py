@@ -1,4 +1,4 @@
-"""Offline episode datasets on disk (PLDM and other offline users) and random-policy collection.
+"""Offline episode datasets on disk (PLDM and other offline users): the format, its writer and reader.
 
 On-disk format ``worldmodels-episodes``, version 1 -- a directory holding::
 
@@ -33,7 +33,8 @@ and renders the frames of each sampled window on the fly.
 
 :meth:`OfflineSequenceDataset.sample` keeps the contract of
 :class:`worldmodels.data.episode_store.EpisodeStore`, like the online replay: holding the same
-episodes, both return identical ``[B, T]`` batches under the same torch seed.
+episodes, both return identical ``[B, T]`` batches under the same torch seed. Episodes are written
+by :class:`EpisodeDatasetWriter`; :mod:`worldmodels.data.collect` fills datasets by acting in an env.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from tqdm import tqdm
 
 from worldmodels.core import keys
 from worldmodels.core.files import atomic_write, atomic_write_json
-from worldmodels.data.rows import check_rows, row_fields, steps_to_rows
+from worldmodels.data.rows import check_rows, row_fields
 from worldmodels.data.windows import sample_windows
 
 FORMAT = "worldmodels-episodes"
@@ -256,79 +257,3 @@ def load_dataset(directory, render_fn: RenderFn | None = None, device="cpu") -> 
         lengths.append(length)
         cursor += length
     return OfflineSequenceDataset(meta, rows, torch.tensor(lengths, dtype=torch.int64), render_fn, device)
-
-
-# ----------------------------------------------------------------------------- collection
-
-
-_MAX_EPISODE_STEPS = 1_000_000
-
-
-def random_actions(action_spec, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """Uniform actions in the spec's box. Shapes: ``-> [steps, A]``."""
-    low, high = action_spec.space.low, action_spec.space.high  # [A]
-    return low + (high - low) * torch.rand(steps, *low.shape, generator=generator)
-
-
-def collect_random_episodes(env, num_episodes: int, writer_or_directory, seed: int = 0, progress: bool = True,
-                            store_pixels: bool = True, env_config: dict | None = None) -> EpisodeDatasetWriter:
-    """Run ``num_episodes`` uniform-random-policy episodes of a torchrl env into a dataset.
-
-    Each episode is one ``env.rollout`` to its end (time limit or terminal), flattened into rows
-    by :func:`worldmodels.data.rows.steps_to_rows` and written atomically.
-
-    Args:
-        env: torchrl env (e.g. ``envs.dmc.DMCEnv``) with a bounded ``action_spec``.
-        writer_or_directory: an :class:`EpisodeDatasetWriter`, or a directory for a new one made
-            with ``env_config`` and ``store_pixels``.
-        seed: seeds the env and the action sampler.
-
-    Returns:
-        the writer (``writer.num_episodes`` episodes on disk).
-    """
-    writer = writer_or_directory
-    if not isinstance(writer, EpisodeDatasetWriter):
-        writer = EpisodeDatasetWriter(writer_or_directory, env_config or {}, store_pixels)
-    generator = torch.Generator().manual_seed(seed)
-    env.set_seed(seed)
-
-    def policy(td):
-        return td.set(keys.ACTION, random_actions(env.action_spec, 1, generator)[0])
-
-    for _ in tqdm(range(num_episodes), desc="collect", unit="ep", disable=not progress):
-        with torch.inference_mode():
-            rollout = env.rollout(_MAX_EPISODE_STEPS, policy=policy, break_when_any_done=True)
-        if not rollout[-1].get((keys.NEXT, keys.DONE)).all():
-            raise ValueError(f"an episode did not end within {_MAX_EPISODE_STEPS} steps; give the env a time limit.")
-        writer.add_episode(steps_to_rows(rollout.clone()))
-    return writer
-
-
-def collect_command(domain: str, task: str, episodes: int, out, image_size: int = 64,
-                    action_repeat: int | None = None, episode_length: int = 1000, seed: int = 0,
-                    store_pixels: bool = True, progress: bool = True) -> Path:
-    """``worldmodels collect --domain D --task T --episodes N --out DIR [--no-pixels]``.
-
-    Runs ``episodes`` uniform-random-policy episodes of ``envs.dmc.DMCEnv(domain, task, ...)`` and
-    writes them to the dataset directory ``out`` (appending if it already holds a dataset).
-
-    Args:
-        image_size: rendered square side (PlaNet/Dreamer: 64).
-        action_repeat: None = PlaNet's per-domain value.
-        episode_length: env steps per episode (DMC: 1000).
-        store_pixels: False (``--no-pixels``) stores state only; frames must then be re-rendered.
-
-    Returns:
-        ``Path(out)``.
-    """
-    from envs.dmc import DMCEnv
-
-    env = DMCEnv(domain, task, image_size=image_size, action_repeat=action_repeat,
-                 episode_length=episode_length, seed=seed)
-    env_config = {"suite": "dmc", "domain": domain, "task": task, "image_size": image_size,
-                  "camera": env.camera, "action_repeat": env.action_repeat, "episode_length": episode_length, "seed": seed}
-    try:
-        collect_random_episodes(env, episodes, EpisodeDatasetWriter(out, env_config, store_pixels), seed, progress)
-    finally:
-        env.close()
-    return Path(out)

@@ -123,7 +123,8 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
     ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a
     goal task set, in which case success is measured from the true state.
     """
-    from worldmodels.training.online import episode_frames, episode_steps, load_trained
+    from worldmodels.data.collect import episode_frames, episode_steps
+    from worldmodels.training.online import load_trained
     from worldmodels.viz.openloop import write_video
 
     cfg, env, model, behaviour = load_trained(run_dir, device=device)
@@ -229,7 +230,7 @@ def run_goal_set(cfg, model: WorldModel, task_set: str, agent_for, episodes: int
     observation beside the goal image.
     """
     from envs.goals import goal_names, num_goals
-    from worldmodels.training.online import collect_episode, episode_frames
+    from worldmodels.data.collect import collect_episode, episode_frames
     from worldmodels.viz.openloop import write_video
 
     check_goal_set(cfg, task_set)

@@ -66,7 +66,7 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False, device
         return load_dataset(directory, render_fn=make_render_fn(cfg.env.image_size, cfg.env.two_rooms_channels), device=device)
     if not (directory / "dataset.json").is_file():
         from envs import make_env
-        from worldmodels.data.datasets import collect_random_episodes
+        from worldmodels.data.collect import collect_random_episodes
 
         env = make_env(cfg.env, seed=ocfg.data_seed)
         try:

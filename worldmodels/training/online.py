@@ -13,7 +13,6 @@ under ``torch.inference_mode`` (inside the agent); ``update`` only touches repla
 
 from __future__ import annotations
 
-import math
 import signal
 import statistics
 import threading
@@ -31,6 +30,7 @@ from worldmodels.core import keys
 from worldmodels.core.config import RunConfig, load_config, save_config, to_dict
 from worldmodels.methods import make_agent, make_behaviour, make_model, make_model_optimizer, resolve_device
 from worldmodels.training.logger import Logger
+from worldmodels.data.collect import collect_episode, episode_frames, episode_return
 from worldmodels.data.replay import SequenceReplay
 
 
@@ -93,11 +93,6 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.method}_{task}_{cfg.seed}_{stamp}"
 
 
-def episode_steps(env) -> int:
-    """Agent steps in one episode (env steps / action repeat, rounded up)."""
-    return math.ceil(env.episode_length / env.action_repeat)
-
-
 def build_run(cfg: RunConfig, run_dir: Path) -> Run:
     """Construct env, model, optimiser, behaviour learner, replay and logger for ``cfg``."""
     device = resolve_device(cfg.device)
@@ -156,24 +151,6 @@ def restore_run(run: Run) -> None:
 
 
 # ----------------------------------------------------------------------------- acting
-
-
-def collect_episode(env, agent=None) -> TensorDict:
-    """One whole episode as a torchrl rollout ``[T]`` (random actions when ``agent`` is None)."""
-    if agent is not None:
-        agent.reset(1)
-    return env.rollout(
-        max_steps=episode_steps(env) + 1, policy=agent, auto_reset=True, break_when_any_done=True
-    )
-
-
-def episode_return(rollout: TensorDict) -> float:
-    return float(rollout[keys.NEXT, keys.REWARD].sum())
-
-
-def episode_frames(rollout: TensorDict) -> torch.Tensor:
-    """All observations of a rollout, uint8 ``[T+1, C, H, W]`` (first obs + every next obs)."""
-    return torch.cat([rollout[keys.PIXELS][:1], rollout[keys.NEXT, keys.PIXELS]], dim=0)
 
 
 def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, progress: bool = False) -> dict:

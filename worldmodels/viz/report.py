@@ -16,8 +16,8 @@ import torch
 
 def fresh_sequences(env, count: int, length: int) -> "TensorDict":  # noqa: F821
     """``count`` random-action episodes as replay rows, cut to ``length`` -> TensorDict ``[count, length]``."""
+    from worldmodels.data.collect import collect_episode
     from worldmodels.data.rows import steps_to_rows
-    from worldmodels.training.online import collect_episode
 
     rows = []
     for _ in range(count):
