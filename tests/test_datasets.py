@@ -1,4 +1,4 @@
-"""Offline episode datasets: round trips (stored / rendered pixels), format errors."""
+"""Offline episode datasets: round trips (stored / rendered pixels), format errors, Two Rooms datasets."""
 
 import json
 import os
@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from envs.two_rooms import render_positions
-from envs.two_rooms_data import generate_trajectories, trajectories_to_tensordict
+from envs.two_rooms_data import generate_trajectories, make_render_fn, trajectories_to_tensordict
 from synthetic_episodes import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
 from worldmodels.core import keys
 from worldmodels.data.datasets import EpisodeDatasetWriter, load_dataset
 from worldmodels.data.replay import SequenceReplay
+from worldmodels.data.two_rooms_dataset import write_two_rooms_dataset
 
 LENGTHS = [4, 7, 5]
 
@@ -111,3 +112,21 @@ def test_uncommitted_files_are_ignored_and_appending_continues(tmp_path):
         EpisodeDatasetWriter(tmp_path, {}, store_pixels=False)
     with pytest.raises(ValueError, match="differ from the dataset's fields"):
         writer.add_episode(expected_rows(4, 3, image_size=8))
+
+
+def test_write_two_rooms_dataset_and_render_on_load(tmp_path):
+    count = write_two_rooms_dataset(tmp_path / "tr", 6, n_steps=12, channels=3, seed=0, mode="random")
+    assert count == 6
+    generator_args = json.loads((tmp_path / "tr" / "two_rooms_generator.json").read_text())
+    assert generator_args == {"n_trajectories": 6, "n_steps": 12, "image_size": 64, "channels": 3, "seed": 0,
+                              "mode": "random"}  # fmt: skip
+    dataset = load_dataset(tmp_path / "tr", render_fn=make_render_fn(64, 3))
+    assert dataset.num_steps == 6 * 11 and not dataset.pixels_stored
+    assert dataset.env_config["suite"] == "two_rooms" and dataset.env_config["two_rooms_channels"] == 3
+    torch.manual_seed(0)
+    batch = dataset.sample(4, 5)
+    assert batch[keys.PIXELS].shape == (4, 5, 3, 64, 64)
+    assert torch.equal(batch[keys.PIXELS], render_positions(batch[keys.STATE], channels=3))
+    episode = dataset.episode(2, pixels=False)
+    expected = generate_trajectories(6, n_steps=12, mode="random", seed=0)
+    np.testing.assert_array_equal(episode[keys.STATE].numpy(), expected.positions[2])

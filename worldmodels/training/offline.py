@@ -56,7 +56,8 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, progress: bool = False, device
     """
     directory, ocfg = dataset_dir(cfg, run_dir), cfg.offline
     if cfg.env.suite == "two_rooms":
-        from envs.two_rooms_data import make_render_fn, write_two_rooms_dataset
+        from envs.two_rooms_data import make_render_fn
+        from worldmodels.data.two_rooms_dataset import write_two_rooms_dataset
 
         if not (directory / "dataset.json").is_file():
             extra = {} if ocfg.cross_wall_rate is None else {"cross_wall_rate": ocfg.cross_wall_rate}
