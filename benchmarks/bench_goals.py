@@ -70,7 +70,8 @@ def main() -> None:
     if cfg.method == "lexa" and args.intrinsic_batches > 0:
         replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
         torch.manual_seed(0)
-        results["intrinsic"] = explorer_vs_random_on_replay(model, behaviour, replay, args.intrinsic_batches)
+        results["intrinsic"] = explorer_vs_random_on_replay(model, behaviour, replay, cfg.replay.batch_size,
+                                                            cfg.replay.sequence_length, args.intrinsic_batches)
         scores = results["intrinsic"]
         print(f"\nimagined intrinsic reward (log mean ensemble std, {cfg.actor_critic.horizon} steps from "
               f"{args.intrinsic_batches} replay batches): explorer {scores['explorer']:.3f}, "

@@ -22,7 +22,8 @@ from envs import make_env
 from worldmodels.training import checkpoint
 from worldmodels.core.config import load_config
 from worldmodels.methods import make_agent
-from worldmodels.training.online import checkpoint_path, collect_episode, episode_return, evaluate, load_trained, train
+from worldmodels.data.collect import collect_episode, episode_return
+from worldmodels.training.online import checkpoint_path, evaluate, load_trained, train
 
 
 def random_returns(cfg, episodes: int, seed: int) -> list[float]:

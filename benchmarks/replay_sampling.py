@@ -1,7 +1,7 @@
 """Replay speed: sample [B, T] windows of 64x64 pixels from a disk-backed SequenceReplay.
 
 Usage: python benchmarks/replay_sampling.py [--rows 100000] [--batch 50] [--length 50]
-Prints median / p90 milliseconds per ``sample()`` (data in the OS page cache, as in training),
+Prints median / p90 milliseconds per ``sample(B, T)`` (data in the OS page cache, as in training),
 and per committed 1000-step episode for ``add_episode`` with and without fsync.
 """
 
@@ -43,7 +43,7 @@ def main():
     episode_length = 501  # PlaNet: 1000 env steps / action repeat 2 + 1
     with tempfile.TemporaryDirectory() as directory:
         for durable in (False, True):
-            replay = SequenceReplay(f"{directory}/{durable}", args.rows, args.batch, args.length, durable=durable)
+            replay = SequenceReplay(f"{directory}/{durable}", args.rows, durable=durable)
             rows = episode_rows(episode_length, args.image_size)
             times = []
             for _ in range(args.rows // episode_length):
@@ -51,14 +51,14 @@ def main():
                 replay.add_episode(rows)
                 times.append(time.perf_counter() - start)
             print(f"add_episode ({episode_length} rows, durable={durable}): median {statistics.median(times) * 1e3:.1f} ms")
-        replay.sample()  # warm up
+        replay.sample(args.batch, args.length)  # warm up
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            batch = replay.sample()
+            batch = replay.sample(args.batch, args.length)
             times.append(time.perf_counter() - start)
         times.sort()
-        print(f"sample() [{args.batch}, {args.length}] of {tuple(batch[keys.PIXELS].shape[2:])} uint8 pixels from "
+        print(f"sample(B, T) [{args.batch}, {args.length}] of {tuple(batch[keys.PIXELS].shape[2:])} uint8 pixels from "
               f"{replay.num_rows} rows: median {statistics.median(times) * 1e3:.1f} ms, "
               f"p90 {times[int(0.9 * len(times))] * 1e3:.1f} ms")
 

@@ -20,8 +20,9 @@ Step lengths are pixels; actions are returned in the env's units, ``px / 2.45`` 
 so ``TwoRoomsEnv`` replays them exactly. Collisions use ``envs.two_rooms.move`` (stop at the wall,
 as the env does; PLDM's generator instead keeps the agent in place on a blocked step).
 
-Row format (``worldmodels/keys.py``): ``n_steps`` rows per trajectory; ``actions[:, t]`` is the
+Row format (``worldmodels/core/keys.py``): ``n_steps`` rows per trajectory; ``actions[:, t]`` is the
 action taken at row ``t``, zeros on the last row. PLDM's ``n_steps`` 91 = 91 observations.
+``worldmodels.data.two_rooms_dataset.write_two_rooms_dataset`` stores them as an episode dataset.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def trajectories_to_tensordict(trajectories: TwoRoomsTrajectories, device: str |
 
 
 def make_render_fn(image_size: int = 64, channels: int = 2):
-    """``render_fn(state [N, 2]) -> uint8 [N, C, H, W]`` for ``worldmodels.data.datasets.load_dataset``."""
+    """``render_fn(state [N, 2]) -> uint8 [N, C, H, W]``: the frames of a state-only dataset's rows."""
     layout = TwoRoomsLayout(image_size=int(image_size))
 
     def render_fn(state):
@@ -251,42 +252,3 @@ def make_render_fn(image_size: int = 64, channels: int = 2):
 
     return render_fn
 
-
-def write_two_rooms_dataset(directory, n_trajectories: int, n_steps: int = 91, image_size: int = 64,
-                            channels: int = 2, seed: int = 0, durable: bool = False, **generator_kwargs) -> int:  # fmt: skip
-    """Generate PLDM-style trajectories and write them as a ``worldmodels-episodes`` dataset.
-
-    Pixels are not stored (``pixels: render``): load with
-    ``load_dataset(directory, render_fn=make_render_fn(image_size, channels))``. One trajectory is
-    one episode (``is_last`` on its last row, never terminal). The generator's arguments are saved
-    beside the data in ``two_rooms_generator.json``.
-
-    Args:
-        directory: dataset directory (created; appended to if it already holds a dataset).
-        n_trajectories, n_steps, seed, **generator_kwargs: see ``generate_trajectories``.
-        image_size, channels: the env the data is for (stored as the dataset's env config).
-        durable: fsync every episode file (slow for many small episodes).
-
-    Returns:
-        the number of episodes in the dataset afterwards.
-    """
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from worldmodels.core.config import EnvConfig
-    from worldmodels.data.datasets import EpisodeDatasetWriter
-
-    layout = TwoRoomsLayout(image_size=int(image_size))
-    trajectories = generate_trajectories(n_trajectories, n_steps=n_steps, layout=layout, seed=seed, **generator_kwargs)
-    env_config = dataclasses.asdict(EnvConfig(suite="two_rooms", image_size=image_size, episode_length=200,
-                                              two_rooms_channels=channels))  # fmt: skip
-    rows = trajectories_to_tensordict(trajectories)  # [N, T]
-    with EpisodeDatasetWriter(directory, env_config, store_pixels=False, durable=durable) as writer:
-        for episode in rows.unbind(0):
-            writer.add_episode(episode)
-        count = writer.num_episodes
-    params = dict(n_trajectories=n_trajectories, n_steps=n_steps, image_size=image_size, channels=channels,
-                  seed=seed, **generator_kwargs)  # fmt: skip
-    (Path(directory) / "two_rooms_generator.json").write_text(json.dumps(params, indent=1, default=str))
-    return count

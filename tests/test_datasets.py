@@ -1,4 +1,4 @@
-"""Offline episode datasets: round trips (stored / rendered pixels), format errors, collection."""
+"""Offline episode datasets: round trips (stored / rendered pixels), format errors, Two Rooms datasets."""
 
 import json
 import os
@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from envs.two_rooms import render_positions
-from envs.two_rooms_data import generate_trajectories, trajectories_to_tensordict
-from test_replay import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
+from envs.two_rooms_data import generate_trajectories, make_render_fn, trajectories_to_tensordict
+from synthetic_episodes import expected_rows  # synthetic episodes: state (e, t), pixels (16e + t) mod 256
 from worldmodels.core import keys
-from worldmodels.data.datasets import EpisodeDatasetWriter, collect_command, load_dataset
+from worldmodels.data.datasets import EpisodeDatasetWriter, load_dataset
 from worldmodels.data.replay import SequenceReplay
+from worldmodels.data.two_rooms_dataset import write_two_rooms_dataset
 
 LENGTHS = [4, 7, 5]
 
@@ -45,13 +46,16 @@ def test_round_trip_with_stored_pixels(tmp_path):
         assert set(actual.keys()) == set(expected.keys())
         for key in expected.keys():
             assert torch.equal(actual[key], expected[key]), key
-    batch = dataset.sample(32, 5, generator=torch.Generator().manual_seed(0))
-    assert batch.shape == (32, 5) and batch[keys.PIXELS].dtype == torch.uint8
+    assert dataset.num_rows == sum(LENGTHS) + 3 and dataset.episode_lengths().tolist() == [n + 1 for n in LENGTHS]
+    torch.manual_seed(0)
+    batch = dataset.sample(32, 5)
+    assert batch.shape == (32, 5) and batch[keys.PIXELS].dtype == torch.uint8 and batch.device == dataset.device
     assert (batch[keys.STATE][..., 0] == batch[keys.STATE][:, :1, 0]).all()  # inside one episode
     assert (batch[keys.STATE][..., 1].diff(dim=1) == 1).all()  # contiguous
     assert (batch[keys.IS_FIRST][..., 0] == (batch[keys.STATE][..., 1] == 0)).all()
+    assert (batch[keys.EPISODE] == batch[keys.STATE][..., 0].long()).all()  # the episode's position
     assert 0 not in dataset.sample(32, 6)[keys.STATE][:, 0, 0].tolist()  # episode 0 has 5 rows: too short
-    replay = SequenceReplay(tmp_path / "replay", capacity=100, batch_size=2, sequence_length=3)
+    replay = SequenceReplay(tmp_path / "replay", capacity=100)
     assert dataset.fill_replay(replay) == 3 and replay.num_rows == sum(LENGTHS) + 3
 
 
@@ -66,7 +70,7 @@ def test_round_trip_rendering_pixels_on_the_fly(tmp_path):
     assert torch.equal(batch[keys.PIXELS].reshape(-1, 3, 4, 4), torch.from_numpy(render_synthetic(flat_state)))
     assert torch.equal(dataset.episode(2)[keys.PIXELS], expected_rows(2, LENGTHS[2])[keys.PIXELS])
     without = load_dataset(tmp_path)
-    assert keys.PIXELS not in without.sample(2, 3, pixels=False).keys()
+    assert keys.PIXELS not in without.episode(0, pixels=False).keys()
     with pytest.raises(ValueError, match="stores no pixels"):
         without.sample(2, 3)
 
@@ -109,17 +113,19 @@ def test_uncommitted_files_are_ignored_and_appending_continues(tmp_path):
         writer.add_episode(expected_rows(4, 3, image_size=8))
 
 
-def test_collect_command_writes_random_dmc_episodes(tmp_path):
-    out = collect_command("cartpole", "swingup", episodes=2, out=tmp_path / "data", image_size=32,
-                          episode_length=40, seed=1, progress=False)
-    dataset = load_dataset(out)
-    assert dataset.num_episodes == 2 and dataset.lengths.tolist() == [6, 6]  # 40 env steps / repeat 8 + 1
-    assert dataset.env_config["domain"] == "cartpole" and dataset.env_config["action_repeat"] == 8
-    episode = dataset.episode(1)
-    assert episode[keys.PIXELS].shape == (6, 3, 32, 32) and episode[keys.IS_LAST][-1]
-    actions = episode[keys.ACTION][:-1]
-    assert (actions.abs() <= 1).all() and actions.std() > 0.1  # uniform in [-1, 1], not constant
-    assert not torch.equal(dataset.episode(0)[keys.ACTION], episode[keys.ACTION])
-    states = collect_command("cartpole", "swingup", episodes=1, out=tmp_path / "states", image_size=32,
-                             episode_length=40, store_pixels=False, progress=False)
-    assert keys.PIXELS not in load_dataset(states).episode(0, pixels=False).keys()
+def test_write_two_rooms_dataset_and_render_on_load(tmp_path):
+    count = write_two_rooms_dataset(tmp_path / "tr", 6, n_steps=12, channels=3, seed=0, mode="random")
+    assert count == 6
+    generator_args = json.loads((tmp_path / "tr" / "two_rooms_generator.json").read_text())
+    assert generator_args == {"n_trajectories": 6, "n_steps": 12, "image_size": 64, "channels": 3, "seed": 0,
+                              "mode": "random"}  # fmt: skip
+    dataset = load_dataset(tmp_path / "tr", render_fn=make_render_fn(64, 3))
+    assert dataset.num_steps == 6 * 11 and not dataset.pixels_stored
+    assert dataset.env_config["suite"] == "two_rooms" and dataset.env_config["two_rooms_channels"] == 3
+    torch.manual_seed(0)
+    batch = dataset.sample(4, 5)
+    assert batch[keys.PIXELS].shape == (4, 5, 3, 64, 64)
+    assert torch.equal(batch[keys.PIXELS], render_positions(batch[keys.STATE], channels=3))
+    episode = dataset.episode(2, pixels=False)
+    expected = generate_trajectories(6, n_steps=12, mode="random", seed=0)
+    np.testing.assert_array_equal(episode[keys.STATE].numpy(), expected.positions[2])

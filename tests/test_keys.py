@@ -1,4 +1,4 @@
-"""Real DMC data, flattened into rows, obeys the alignment rule written in worldmodels/keys.py."""
+"""Real DMC data, flattened into rows, obeys the alignment rule written in worldmodels/core/keys.py."""
 
 import os
 
@@ -10,7 +10,8 @@ from torchrl.envs.utils import RandomPolicy
 
 from envs.dmc import DMCEnv
 from worldmodels.core import keys
-from worldmodels.data.replay import SequenceReplay, steps_to_rows
+from worldmodels.data.replay import SequenceReplay
+from worldmodels.data.rows import steps_to_rows
 
 STEPS = 5  # cartpole: episode_length 40 env steps / action repeat 8
 
@@ -52,7 +53,7 @@ def test_env_rollout_rows_obey_alignment_rule(env):
 def test_collector_chunks_in_replay_obey_alignment_rule(env, tmp_path):
     """A torchrl collector delivers 3-step chunks that cut 5-step episodes; the replay stitches them."""
     collector = Collector(env, RandomPolicy(env.action_spec), frames_per_batch=3, total_frames=15)
-    replay = SequenceReplay(tmp_path, capacity=100, batch_size=4, sequence_length=STEPS + 1)
+    replay = SequenceReplay(tmp_path, capacity=100)
     chunks = []
     for chunk in collector:
         chunks.append(chunk.clone())
@@ -64,5 +65,5 @@ def test_collector_chunks_in_replay_obey_alignment_rule(env, tmp_path):
         steps = data[episode * STEPS : (episode + 1) * STEPS]
         assert steps[keys.IS_FIRST][0] and steps[keys.NEXT, keys.DONE][-1]
         assert_alignment(replay.episode(episode), steps)
-    batch = replay.sample()  # whole episodes: every window starts its episode
+    batch = replay.sample(4, STEPS + 1)  # whole episodes: every window starts its episode
     assert batch[keys.IS_FIRST][:, 0].all() and batch[keys.IS_LAST][:, -1].all()

@@ -137,18 +137,26 @@ def test_loss_terms_match_the_formulas():
 
 def _train(model, data, steps: int, batch_size: int = 24):
     opt = torch.optim.Adam(model.parameters(), lr=model.config.learning_rate)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        out = model.loss(data.sample(batch_size, 9, generator=gen))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for _ in range(steps):
+            out = model.loss(data.sample(batch_size, 9))
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
     return out
+
+
+def _held_out(data, batch_size: int = 64):
+    """A fixed batch (seed 123) drawn without touching the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        return data.sample(batch_size, 9)
 
 
 def test_idm_falls_and_representations_do_not_collapse(two_rooms_data):
     model = tiny_model()
-    held_out = two_rooms_data.sample(64, 9, generator=torch.Generator().manual_seed(123))
+    held_out = _held_out(two_rooms_data)
     with torch.no_grad():
         before = model.loss(held_out).metrics
     _train(model, two_rooms_data, 40)
@@ -165,7 +173,7 @@ def test_without_vicreg_the_representation_collapses(two_rooms_data):
     """The ablation that makes the previous test meaningful: with the variance/covariance terms off,
     prediction alone drives every latent dimension to a constant (std ~ 0, sim ~ 0)."""
     model = tiny_model(std_coeff=0.0, cov_coeff=0.0, std_coeff_t=0.0)
-    held_out = two_rooms_data.sample(64, 9, generator=torch.Generator().manual_seed(123))
+    held_out = _held_out(two_rooms_data)
     _train(model, two_rooms_data, 40)
     with torch.no_grad():
         after = model.loss(held_out).metrics
@@ -177,7 +185,7 @@ def test_idm_beats_the_constant_predictor(two_rooms_data):
     """After 200 updates the IDM predicts actions from latent pairs: its MSE is well below the
     action variance (the best constant prediction), so the latents encode the displacement."""
     model = tiny_model()
-    held_out = two_rooms_data.sample(64, 9, generator=torch.Generator().manual_seed(123))
+    held_out = _held_out(two_rooms_data)
     actions = held_out[keys.ACTION][:, :-1].reshape(-1, 2)
     constant = ((actions - actions.mean(0)) ** 2).mean()
     _train(model, two_rooms_data, 200)

@@ -9,78 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensordict import TensorDict
 
+from synthetic_episodes import assert_same_rows, expected_rows, synthetic_steps
 from worldmodels.core import keys
-from worldmodels.data.replay import SequenceReplay, steps_to_rows
+from worldmodels.data.replay import SequenceReplay
+from worldmodels.data.rows import steps_to_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_steps(lengths, first_episode=0, image_size=4):
-    """torchrl steps ``[S]`` of consecutive episodes (collector-style auto-reset), exactly as
-    ``env.rollout`` lays them out. Episode e, step t: state (e, t), pixels (16e + t) mod 256,
-    action (e + t/100, -t/100), reward on arriving at t+1: (e + t + 1) / 2."""
-    episode = torch.cat([torch.full((n,), first_episode + i, dtype=torch.float32) for i, n in enumerate(lengths)])
-    step = torch.cat([torch.arange(n, dtype=torch.float32) for n in lengths])  # [S]
-    last = torch.cat([torch.arange(n) == n - 1 for n in lengths])[:, None]  # [S,1]
-
-    def pixels(t):
-        value = ((episode * 16 + t) % 256).to(torch.uint8)
-        return value[:, None, None, None].expand(-1, 3, image_size, image_size).clone()
-
-    size = [len(step)]
-    return TensorDict(
-        {
-            keys.STATE: torch.stack([episode, step], -1),
-            keys.PIXELS: pixels(step),
-            keys.ACTION: torch.stack([episode + step / 100, -step / 100], -1),
-            keys.IS_FIRST: (step == 0)[:, None],
-            keys.DONE: torch.zeros(size + [1], dtype=torch.bool),
-            keys.NEXT: TensorDict(
-                {
-                    keys.STATE: torch.stack([episode, step + 1], -1),
-                    keys.PIXELS: pixels(step + 1),
-                    keys.REWARD: ((episode + step + 1) / 2)[:, None],
-                    keys.DONE: last,
-                    keys.TERMINATED: torch.zeros(size + [1], dtype=torch.bool),
-                    keys.TRUNCATED: last,
-                },
-                size,
-            ),
-        },
-        size,
-    )
-
-
-def expected_rows(episode, length, image_size=4):
-    return steps_to_rows(synthetic_steps([length], episode, image_size))
-
-
-def assert_same_rows(actual, expected):
-    for key in expected.keys():
-        assert torch.equal(actual.get(key), expected.get(key)), key
-
-
-def test_steps_to_rows_alignment_by_hand():
-    rows = steps_to_rows(synthetic_steps([3], first_episode=2))
-    assert rows.shape == (4,)
-    assert rows[keys.STATE][:, 1].tolist() == [0, 1, 2, 3]
-    taken = torch.tensor([[2.0, 0.0], [2.01, -0.01], [2.02, -0.02]])
-    assert torch.allclose(rows[keys.ACTION], torch.cat([taken, torch.zeros(1, 2)]))
-    assert torch.allclose(rows[keys.PREV_ACTION], torch.cat([torch.zeros(1, 2), taken]))
-    assert rows[keys.REWARD].flatten().tolist() == [0.0, 1.5, 2.0, 2.5]
-    assert rows[keys.IS_FIRST].flatten().tolist() == [True, False, False, False]
-    assert rows[keys.IS_LAST].flatten().tolist() == [False, False, False, True]
-    assert not rows[keys.IS_TERMINAL].any()
-    assert rows[keys.PIXELS].dtype == torch.uint8
-
-
 def test_windows_are_contiguous_inside_episodes_and_is_first_marks_true_starts(tmp_path):
-    replay = SequenceReplay(tmp_path, capacity=500, batch_size=64, sequence_length=4)
+    replay = SequenceReplay(tmp_path, capacity=500)
     replay.add_rollout(synthetic_steps([6, 2, 9, 3, 5]))  # 2-transition episode (3 rows) is too short
     torch.manual_seed(0)
-    batch = replay.sample()
+    batch = replay.sample(64, 4)
     assert batch.shape == (64, 4)
     state = batch[keys.STATE]  # [B,T,2] = (episode, step)
     assert (state[..., 0] == state[:, :1, 0]).all(), "a window mixed two episodes"
@@ -92,31 +34,33 @@ def test_windows_are_contiguous_inside_episodes_and_is_first_marks_true_starts(t
     assert 1 not in state[..., 0].unique().tolist()  # too short: never sampled
     assert set(state[:, 0, 1].tolist()) >= {0.0}  # windows at episode starts do occur
     # uniform over valid windows: rows per episode 7, 3, 10, 4, 6 -> 4, 0, 7, 1, 3 window starts
-    counts = torch.bincount(replay.sample(4000)[keys.EPISODE][:, 0], minlength=5).float() / 4000
+    counts = torch.bincount(replay.sample(4000, 4)[keys.EPISODE][:, 0], minlength=5).float() / 4000
     assert torch.allclose(counts, torch.tensor([4, 0, 7, 1, 3]) / 15.0, atol=0.03)
 
 
 def test_sample_errors_until_an_episode_is_long_enough(tmp_path):
-    replay = SequenceReplay(tmp_path, capacity=100, batch_size=2, sequence_length=8)
-    with pytest.raises(ValueError, match="empty replay"):
-        replay.sample()
+    replay = SequenceReplay(tmp_path, capacity=100)
+    with pytest.raises(ValueError, match="empty episode store"):
+        replay.sample(2, 8)
     replay.add_rollout(synthetic_steps([3, 4]))
-    with pytest.raises(ValueError, match="no stored episode is that long"):
-        replay.sample()
-    assert replay.sample(sequence_length=5).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"no stored episode is that long yet \(2 episodes, longest 5 rows\)"):
+        replay.sample(2, 8)
+    assert replay.sample(2, 5).shape == (2, 5)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        replay.sample(0, 5)
 
 
 def test_chunked_rollouts_equal_whole_episode_adds(tmp_path):
     lengths = [7, 3, 11, 5]
-    whole = SequenceReplay(tmp_path / "whole", capacity=200, batch_size=2, sequence_length=3)
+    whole = SequenceReplay(tmp_path / "whole", capacity=200)
     for i, n in enumerate(lengths):
         whole.add_episode(expected_rows(i, n))
-    chunked = SequenceReplay(tmp_path / "chunked", capacity=200, batch_size=2, sequence_length=3)
+    chunked = SequenceReplay(tmp_path / "chunked", capacity=200)
     steps = synthetic_steps(lengths)
     committed = [chunked.add_rollout(steps[a:b]) for a, b in [(0, 2), (2, 9), (9, 10), (10, 26)]]
     assert committed == [0, 1, 1, 2] and chunked.num_pending_steps == 0
     # [N, T] collector output: two envs, chunks of 4 steps, each env continuing its own episodes
-    batched = SequenceReplay(tmp_path / "batched", capacity=200, batch_size=2, sequence_length=3)
+    batched = SequenceReplay(tmp_path / "batched", capacity=200)
     env_steps = torch.stack([synthetic_steps([5, 3]), synthetic_steps([2, 6], first_episode=10)])  # [2,8]
     for a in range(0, 8, 4):
         batched.add_rollout(env_steps[:, a : a + 4])
@@ -133,7 +77,7 @@ def test_chunked_rollouts_equal_whole_episode_adds(tmp_path):
 
 
 def test_reset_while_pending_commits_truncated_episode_and_orphan_steps_are_dropped(tmp_path):
-    replay = SequenceReplay(tmp_path, capacity=100, batch_size=1, sequence_length=2)
+    replay = SequenceReplay(tmp_path, capacity=100)
     replay.add_rollout(synthetic_steps([6])[:4])  # episode 0 unfinished ...
     assert replay.num_episodes == 0 and replay.num_pending_steps == 4
     replay.add_rollout(synthetic_steps([3], first_episode=1))  # ... then the env was reset
@@ -142,31 +86,31 @@ def test_reset_while_pending_commits_truncated_episode_and_orphan_steps_are_drop
     assert truncated.shape == (5,) and truncated[keys.IS_LAST][-1] and not truncated[keys.IS_TERMINAL].any()
     assert_same_rows(truncated[:4], expected_rows(0, 6)[:4])
     assert truncated[keys.STATE][-1].tolist() == [0.0, 4.0]  # the last observation seen
-    fresh = SequenceReplay(tmp_path / "fresh", capacity=100, batch_size=1, sequence_length=2)
+    fresh = SequenceReplay(tmp_path / "fresh", capacity=100)
     fresh.add_rollout(synthetic_steps([6])[3:])  # starts mid-episode (e.g. after a restart)
     assert fresh.num_episodes == 0 and fresh.dropped_steps == 3
 
 
 def test_reopen_from_disk_gives_identical_data_and_samples(tmp_path):
-    replay = SequenceReplay(tmp_path, capacity=100, batch_size=5, sequence_length=3)
+    replay = SequenceReplay(tmp_path, capacity=100)
     replay.add_rollout(synthetic_steps([4, 6, 8, 5])[:20])  # the 4th episode stays pending in memory
     torch.manual_seed(1)
-    before = replay.sample()
-    reopened = SequenceReplay(tmp_path, capacity=100, batch_size=5, sequence_length=3)
+    before = replay.sample(5, 3)
+    reopened = SequenceReplay(tmp_path, capacity=100)
     assert reopened.num_episodes == 3 and reopened.num_rows == replay.num_rows == 21
     assert torch.equal(reopened.episode_returns(), replay.episode_returns())
     torch.manual_seed(1)
-    assert_same_rows(reopened.sample(), before)
+    assert_same_rows(reopened.sample(5, 3), before)
     reopened.add_rollout(synthetic_steps([5], first_episode=3))
     assert reopened.episode_ids() == [0, 1, 2, 3]
     assert_same_rows(reopened.episode(-1), expected_rows(3, 5))
     with pytest.raises(ValueError, match="capacity 100"):
-        SequenceReplay(tmp_path, capacity=50, batch_size=5, sequence_length=3)
+        SequenceReplay(tmp_path, capacity=50)
 
 
 def test_capacity_evicts_oldest_whole_episodes_and_never_mixes_them(tmp_path):
     capacity = 30
-    replay = SequenceReplay(tmp_path, capacity=capacity, batch_size=32, sequence_length=3)
+    replay = SequenceReplay(tmp_path, capacity=capacity)
     lengths = [5, 8, 3, 9, 6, 7, 4, 10, 5, 6, 8, 3, 7]
     for i, n in enumerate(lengths):
         replay.add_rollout(synthetic_steps([n], first_episode=i))
@@ -175,17 +119,17 @@ def test_capacity_evicts_oldest_whole_episodes_and_never_mixes_them(tmp_path):
         assert ids == list(range(ids[0], i + 1)), "eviction must remove the oldest episodes first"
         for position, episode in enumerate(ids):
             assert_same_rows(replay.episode(position), expected_rows(episode, lengths[episode]))
-        batch = replay.sample()
+        batch = replay.sample(32, 3)
         assert (batch[keys.STATE][..., 0] == batch[keys.EPISODE][..., :1]).all()
         assert (batch[keys.STATE][..., 1].diff(dim=1) == 1).all()
-    reopened = SequenceReplay(tmp_path, capacity=capacity, batch_size=4, sequence_length=3)
+    reopened = SequenceReplay(tmp_path, capacity=capacity)
     assert reopened.episode_ids() == replay.episode_ids()
     with pytest.raises(ValueError, match="does not fit"):
         replay.add_rollout(synthetic_steps([capacity], first_episode=99))
 
 
 def test_mismatched_fields_raise(tmp_path):
-    replay = SequenceReplay(tmp_path, capacity=100, batch_size=1, sequence_length=2)
+    replay = SequenceReplay(tmp_path, capacity=100)
     replay.add_rollout(synthetic_steps([3]))
     with pytest.raises(ValueError, match="differ from the stored fields"):
         replay.add_episode(steps_to_rows(synthetic_steps([3], image_size=8)))
@@ -196,9 +140,9 @@ def test_mismatched_fields_raise(tmp_path):
 _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_replay import synthetic_steps
+from synthetic_episodes import synthetic_steps
 from worldmodels.data.replay import SequenceReplay
-replay = SequenceReplay({directory!r}, capacity=400, batch_size=1, sequence_length=2)
+replay = SequenceReplay({directory!r}, capacity=400)
 episode = 0
 while True:  # 64x64 episodes in two chunks each (the first stays pending), into a wrapping ring
     steps = synthetic_steps([20 + episode % 13], first_episode=episode, image_size=64)
@@ -226,7 +170,7 @@ def test_kill_9_mid_episode_keeps_every_committed_episode_exactly(tmp_path):
     child.wait()
     # The pipe may hold reports the parent has not read yet (the child runs ahead under load).
     committed += [int(line.split()[1]) for line in child.stdout.read().splitlines() if line.startswith("@")]
-    replay = SequenceReplay(tmp_path, capacity=400, batch_size=4, sequence_length=5)
+    replay = SequenceReplay(tmp_path, capacity=400)
     ids = replay.episode_ids()
     # Every reported episode is back; at most one more (committed, killed before it printed).
     assert committed[-1] <= ids[-1] <= committed[-1] + 1 and ids == list(range(ids[0], ids[-1] + 1))

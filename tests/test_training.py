@@ -44,7 +44,7 @@ def test_tiny_run_end_to_end(tmp_path):
     evals = [r for r in records if "eval/episode/return" in r]
     assert len(evals) == 2  # after episodes 2 and 4
     assert any("train/loss/kl" in r for r in records)
-    replay = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    replay = SequenceReplay(run_dir / "replay", capacity=1000)
     assert replay.num_episodes == 4
     assert replay.num_rows == 4 * (48 // 4 + 1)
 
@@ -56,7 +56,7 @@ def test_refuses_to_overwrite_existing_run(tmp_path):
 
 
 def _replay_snapshot(run_dir):
-    replay = SequenceReplay(Path(run_dir) / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    replay = SequenceReplay(Path(run_dir) / "replay", capacity=1000)
     return replay.num_episodes, replay.num_rows
 
 
@@ -83,13 +83,13 @@ def test_kill_and_resume_loses_nothing(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     episodes_before, rows_before = _replay_snapshot(run_dir)
-    before = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    before = SequenceReplay(run_dir / "replay", capacity=1000)
     first_episodes = [before.episode(i)[keys.PIXELS].clone() for i in range(episodes_before)]
     saved = checkpoint.load(checkpoint_path(run_dir))
 
     train(run_dir=run_dir, resume=True)
 
-    after = SequenceReplay(run_dir / "replay", capacity=1000, batch_size=2, sequence_length=6)
+    after = SequenceReplay(run_dir / "replay", capacity=1000)
     assert after.num_episodes == 7
     for i, pixels in enumerate(first_episodes):
         assert torch.equal(after.episode(i)[keys.PIXELS], pixels), f"episode {i} from before the crash changed"

@@ -19,7 +19,7 @@ from envs.two_rooms import (
     sample_start_goal,
     wall_image,
 )
-from envs.two_rooms_data import crosses_wall, generate_trajectories, trajectories_to_tensordict
+from envs.two_rooms_data import crosses_wall, generate_trajectories, make_render_fn, trajectories_to_tensordict
 from worldmodels.core import keys
 from worldmodels.core.config import EnvConfig
 
@@ -246,18 +246,8 @@ def test_bad_arguments_raise_clear_errors():
         generate_trajectories(2, random_fraction=1.5)
 
 
-def test_write_dataset_and_render_on_load(tmp_path):
-    from envs.two_rooms_data import make_render_fn, write_two_rooms_dataset
-    from worldmodels.data.datasets import load_dataset
-
-    count = write_two_rooms_dataset(tmp_path / "tr", 6, n_steps=12, channels=3, seed=0, mode="random")
-    assert count == 6
-    dataset = load_dataset(tmp_path / "tr", render_fn=make_render_fn(64, 3))
-    assert dataset.num_steps == 6 * 11 and not dataset.pixels_stored
-    assert dataset.env_config["suite"] == "two_rooms" and dataset.env_config["two_rooms_channels"] == 3
-    batch = dataset.sample(4, 5, generator=torch.Generator().manual_seed(0))
-    assert batch[keys.PIXELS].shape == (4, 5, 3, 64, 64)
-    assert torch.equal(batch[keys.PIXELS], render_positions(batch[keys.STATE], channels=3))
-    episode = dataset.episode(2, pixels=False)
-    expected = generate_trajectories(6, n_steps=12, mode="random", seed=0)
-    np.testing.assert_array_equal(episode[keys.STATE].numpy(), expected.positions[2])
+def test_make_render_fn_renders_states_as_the_env_does():
+    state = torch.tensor([[12.0, 30.0], [50.0, 45.0]])  # [N, 2]
+    frames = make_render_fn(64, 3)(state)
+    assert frames.shape == (2, 3, 64, 64) and frames.dtype == torch.uint8
+    assert torch.equal(frames, render_positions(state, channels=3))

@@ -1,7 +1,7 @@
 """Every TensorDict key used by the toolkit, defined once, with dtype, shape and timing.
 
-Alignment rule (the one place it is written; ``replay.py`` enforces it, ``tests/test_keys.py``
-checks collected data against it). A stored sequence is a list of *rows*, one per
+Alignment rule (the one place it is written; ``worldmodels/data/rows.py`` enforces it,
+``tests/test_keys.py`` checks collected data against it). A stored sequence is a list of *rows*, one per
 observation. Row ``t`` holds:
 
 * ``pixels[t]``      the observation o_t,
@@ -16,7 +16,7 @@ observation. Row ``t`` holds:
 So an episode with T transitions o_0 -a_0-> o_1 ... -a_{T-1}-> o_T is stored as T+1 rows.
 World models consume ``prev_action`` (the RSSM step p(s_t | s_{t-1}, a_{t-1}) needs the action
 that led to t); policies produce ``action``. torchrl's ``("next", ...)`` layout is flattened
-into rows exactly once, in ``replay.py``; model code never sees ``"next"``.
+into rows exactly once, in ``worldmodels/data/rows.py``; model code never sees ``"next"``.
 
 Per-step scalars keep a trailing 1 (``[B, T, 1]``) like torchrl specs, so ``[B,T] - [B,T,1]``
 broadcasting cannot happen silently.
@@ -35,9 +35,9 @@ PROPRIO = "proprio"  # float32 [B,T,P]; optional: the DMC observation dict flatt
 GOAL_PIXELS = "goal_pixels"  # uint8 [B,C,H,W] (or [B,T,C,H,W] inside goal-task rollouts)
 GOAL_STATE = "goal_state"  # float32 [B,S_goal]; true state of the goal, for success measures
 SUCCESS = "success"  # bool [B,T,1]; goal tasks: success measured from the true state
-EPISODE = "episode"  # int64 [B,T]; replay-internal episode id (used by the slice sampler)
+EPISODE = "episode"  # int64 [B,T]; id of the row's episode in its store (replay: replay-wide id; dataset: position)
 
-# --- torchrl env boundary (env.step / collectors); flattened into rows by replay.py ---
+# --- torchrl env boundary (env.step / collectors); flattened into rows by data/rows.py ---
 NEXT = "next"
 DONE = "done"  # bool [...,1]; torchrl: terminated or truncated
 TERMINATED = "terminated"  # bool [...,1]; torchrl: true terminal

@@ -1,4 +1,4 @@
-"""Offline episode datasets on disk (PLDM and other offline users) and random-policy collection.
+"""Offline episode datasets on disk (PLDM and other offline users): the format, its writer and reader.
 
 On-disk format ``worldmodels-episodes``, version 1 -- a directory holding::
 
@@ -30,12 +30,16 @@ Large low-dimensional datasets (PLDM Two Rooms: 3M transitions, ~25 GB as 65x65 
 stored without pixels (``store_pixels=False``); :func:`load_dataset` then takes a
 ``render_fn(state [N, S]) -> uint8 [N, C, H, W]`` (e.g. ``envs.two_rooms.render_positions``)
 and renders the frames of each sampled window on the fly.
+
+:meth:`OfflineSequenceDataset.sample` keeps the contract of
+:class:`worldmodels.data.episode_store.EpisodeStore`, like the online replay: holding the same
+episodes, both return identical ``[B, T]`` batches under the same torch seed. Episodes are written
+by :class:`EpisodeDatasetWriter`; :mod:`worldmodels.data.collect` fills datasets by acting in an env.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -45,8 +49,9 @@ from tensordict import TensorDict
 from tqdm import tqdm
 
 from worldmodels.core import keys
-from worldmodels.data.replay_storage import atomic_write_json, check_rows, row_fields
-from worldmodels.data.replay import steps_to_rows
+from worldmodels.core.files import atomic_write, atomic_write_json
+from worldmodels.data.rows import check_rows, row_fields
+from worldmodels.data.windows import sample_windows
 
 FORMAT = "worldmodels-episodes"
 VERSION = 1
@@ -103,14 +108,8 @@ class EpisodeDatasetWriter:
         if self.meta["fields"] and fields != self.meta["fields"]:
             raise ValueError(f"episode fields {fields} differ from the dataset's fields {self.meta['fields']}.")
         index = self.meta["num_episodes"]
-        path = _episode_path(self.directory, index)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as file:
-            np.savez(file, **{key: value.numpy() for key, value in rows.items()})
-            if self.durable:
-                file.flush()
-                os.fsync(file.fileno())
-        os.replace(tmp, path)
+        arrays = {key: value.numpy() for key, value in rows.items()}
+        atomic_write(_episode_path(self.directory, index), lambda file: np.savez(file, **arrays), fsync=self.durable)
         length = rows.shape[0]
         self.meta.update(fields=fields, num_episodes=index + 1, num_rows=self.meta["num_rows"] + length,
                          num_steps=self.meta["num_steps"] + length - 1)
@@ -144,15 +143,25 @@ def _read_metadata(directory: Path) -> dict:
 class OfflineSequenceDataset:
     """An episode dataset held in memory as flat rows; samples ``[B, T]`` windows inside episodes.
 
-    Build with :func:`load_dataset`. Windows are drawn uniformly over all valid (episode, start)
-    pairs, like :class:`worldmodels.data.replay.SequenceReplay`; pixels come from disk or, for
-    ``pixels: render`` datasets, from ``render_fn(state)`` for the sampled rows only.
+    Build with :func:`load_dataset`. Keeps the contract of
+    :class:`worldmodels.data.episode_store.EpisodeStore`, like
+    :class:`worldmodels.data.replay.SequenceReplay`; pixels come from disk or, for ``pixels:
+    render`` datasets, from ``render_fn(state)`` for the sampled rows only.
+
+    Args:
+        meta: the ``dataset.json`` contents (``env``, ``pixels``, ``num_steps`` are read).
+        rows: every episode's rows back to back, TensorDict ``[R]`` on CPU.
+        lengths: rows per episode, int64 ``[E]`` (summing to R).
+        render_fn: ``state [N, S] -> uint8 [N, C, H, W]`` for ``pixels: render`` datasets.
+        device: device of sampled batches (rows stay on CPU).
     """
 
-    def __init__(self, meta: dict, rows: TensorDict, lengths: torch.Tensor, render_fn: RenderFn | None = None):
+    def __init__(self, meta: dict, rows: TensorDict, lengths: torch.Tensor, render_fn: RenderFn | None = None,
+                 device="cpu"):  # fmt: skip
         self.meta, self.rows, self.render_fn = meta, rows, render_fn
         self.lengths = lengths  # [E] rows per episode
         self.starts = torch.cumsum(lengths, 0) - lengths  # [E] first row of each episode
+        self.device = torch.device(device)
 
     @property
     def env_config(self) -> dict:
@@ -167,50 +176,49 @@ class OfflineSequenceDataset:
         return len(self.lengths)
 
     @property
+    def num_rows(self) -> int:
+        return self.rows.shape[0]
+
+    @property
     def num_steps(self) -> int:
         return self.meta["num_steps"]
+
+    def episode_lengths(self) -> torch.Tensor:
+        """Rows per episode, int64 ``[E]``."""
+        return self.lengths.clone()
 
     def _with_pixels(self, rows: TensorDict, pixels: bool) -> TensorDict:
         """Add rendered pixels to flat rows ``[N]`` when needed; raise if they cannot be had."""
         if not pixels or self.pixels_stored:
             return rows
         if self.render_fn is None:
-            raise ValueError("this dataset stores no pixels (pixels: render); pass render_fn to load_dataset, "
-                             "or sample with pixels=False.")
+            raise ValueError("this dataset stores no pixels (pixels: render); pass render_fn to load_dataset.")
         frames = torch.as_tensor(np.asarray(self.render_fn(rows.get(keys.STATE))))  # [N,C,H,W]
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[0] != rows.shape[0]:
             raise ValueError(f"render_fn must return uint8 [N, C, H, W] for N={rows.shape[0]} states, got "
                              f"{frames.dtype} {tuple(frames.shape)}.")
         return rows.set(keys.PIXELS, frames)
 
-    def episode(self, index: int, pixels: bool = True) -> TensorDict:
-        """Rows ``[L]`` of episode ``index`` (pixels rendered if not stored and ``pixels``)."""
-        start, length = int(self.starts[index]), int(self.lengths[index])
+    def episode(self, position: int, pixels: bool = True) -> TensorDict:
+        """Rows ``[L]`` of episode ``position`` on CPU (pixels rendered if not stored and ``pixels``)."""
+        start, length = int(self.starts[position]), int(self.lengths[position])
         return self._with_pixels(self.rows[start : start + length].clone(), pixels)
 
-    def sample(self, batch_size: int, sequence_length: int, pixels: bool = True, device="cpu",
-               generator: torch.Generator | None = None) -> TensorDict:
+    def sample(self, batch_size: int, sequence_length: int) -> TensorDict:
         """Sample ``batch_size`` windows of ``sequence_length`` consecutive rows, each inside one episode.
 
-        Args:
-            pixels: include ``pixels`` (rendered on the fly for ``pixels: render`` datasets).
-            generator: optional RNG; default torch's global RNG.
+        Uniform over all valid (episode, start) pairs, from torch's global RNG (the contract of
+        :class:`worldmodels.data.episode_store.EpisodeStore`).
 
         Returns:
-            TensorDict ``[B, T]`` on ``device``.
+            TensorDict ``[B, T]`` on :attr:`device`: every stored key, ``pixels`` (rendered for
+            ``pixels: render`` datasets) and ``episode`` (int64, the episode's position).
         """
-        counts = (self.lengths - sequence_length + 1).clamp_min(0)  # [E] valid window starts
-        total = int(counts.sum())
-        if total == 0:
-            raise ValueError(f"no episode has {sequence_length} rows (longest: {int(self.lengths.max())}); "
-                             "lower sequence_length.")
-        draw = torch.randint(total, (batch_size,), generator=generator)  # [B]
-        cumulative = counts.cumsum(0)
-        episode = torch.searchsorted(cumulative, draw, right=True)  # [B]
-        start = self.starts[episode] + draw - (cumulative - counts)[episode]  # [B]
-        index = (start[:, None] + torch.arange(sequence_length)).reshape(-1)  # [B*T]
+        index, episode = sample_windows(self.lengths, self.starts, batch_size, sequence_length)  # [B*T], [B]
         flat = self.rows.apply(lambda x: torch.index_select(x, 0, index), batch_size=[index.numel()])
-        return self._with_pixels(flat, pixels).reshape(batch_size, sequence_length).to(device)
+        flat = self._with_pixels(flat, pixels=True)
+        flat.set(keys.EPISODE, episode.repeat_interleave(sequence_length))
+        return flat.reshape(batch_size, sequence_length).to(self.device)
 
     def fill_replay(self, replay, progress: bool = False) -> int:
         """Add every episode to a :class:`~worldmodels.data.replay.SequenceReplay` (rendering pixels if
@@ -220,13 +228,14 @@ class OfflineSequenceDataset:
         return self.num_episodes
 
 
-def load_dataset(directory, render_fn: RenderFn | None = None) -> OfflineSequenceDataset:
+def load_dataset(directory, render_fn: RenderFn | None = None, device="cpu") -> OfflineSequenceDataset:
     """Load a ``worldmodels-episodes`` directory into memory (pixels only if stored).
 
     Args:
         directory: the dataset directory.
         render_fn: ``state [N, S] -> uint8 [N, C, H, W]``; needed to get pixels from a
             ``pixels: render`` dataset (e.g. ``envs.two_rooms.render_positions``).
+        device: device of sampled batches (the rows stay in CPU memory).
 
     Raises:
         FileNotFoundError: no ``dataset.json`` in ``directory``.
@@ -247,80 +256,4 @@ def load_dataset(directory, render_fn: RenderFn | None = None) -> OfflineSequenc
                 rows.get(key)[cursor : cursor + length] = torch.from_numpy(episode[key])
         lengths.append(length)
         cursor += length
-    return OfflineSequenceDataset(meta, rows, torch.tensor(lengths, dtype=torch.int64), render_fn)
-
-
-# ----------------------------------------------------------------------------- collection
-
-
-_MAX_EPISODE_STEPS = 1_000_000
-
-
-def random_actions(action_spec, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """Uniform actions in the spec's box. Shapes: ``-> [steps, A]``."""
-    low, high = action_spec.space.low, action_spec.space.high  # [A]
-    return low + (high - low) * torch.rand(steps, *low.shape, generator=generator)
-
-
-def collect_random_episodes(env, num_episodes: int, writer_or_directory, seed: int = 0, progress: bool = True,
-                            store_pixels: bool = True, env_config: dict | None = None) -> EpisodeDatasetWriter:
-    """Run ``num_episodes`` uniform-random-policy episodes of a torchrl env into a dataset.
-
-    Each episode is one ``env.rollout`` to its end (time limit or terminal), flattened into rows
-    by :func:`worldmodels.data.replay.steps_to_rows` and written atomically.
-
-    Args:
-        env: torchrl env (e.g. ``envs.dmc.DMCEnv``) with a bounded ``action_spec``.
-        writer_or_directory: an :class:`EpisodeDatasetWriter`, or a directory for a new one made
-            with ``env_config`` and ``store_pixels``.
-        seed: seeds the env and the action sampler.
-
-    Returns:
-        the writer (``writer.num_episodes`` episodes on disk).
-    """
-    writer = writer_or_directory
-    if not isinstance(writer, EpisodeDatasetWriter):
-        writer = EpisodeDatasetWriter(writer_or_directory, env_config or {}, store_pixels)
-    generator = torch.Generator().manual_seed(seed)
-    env.set_seed(seed)
-
-    def policy(td):
-        return td.set(keys.ACTION, random_actions(env.action_spec, 1, generator)[0])
-
-    for _ in tqdm(range(num_episodes), desc="collect", unit="ep", disable=not progress):
-        with torch.inference_mode():
-            rollout = env.rollout(_MAX_EPISODE_STEPS, policy=policy, break_when_any_done=True)
-        if not rollout[-1].get((keys.NEXT, keys.DONE)).all():
-            raise ValueError(f"an episode did not end within {_MAX_EPISODE_STEPS} steps; give the env a time limit.")
-        writer.add_episode(steps_to_rows(rollout.clone()))
-    return writer
-
-
-def collect_command(domain: str, task: str, episodes: int, out, image_size: int = 64,
-                    action_repeat: int | None = None, episode_length: int = 1000, seed: int = 0,
-                    store_pixels: bool = True, progress: bool = True) -> Path:
-    """``worldmodels collect --domain D --task T --episodes N --out DIR [--no-pixels]``.
-
-    Runs ``episodes`` uniform-random-policy episodes of ``envs.dmc.DMCEnv(domain, task, ...)`` and
-    writes them to the dataset directory ``out`` (appending if it already holds a dataset).
-
-    Args:
-        image_size: rendered square side (PlaNet/Dreamer: 64).
-        action_repeat: None = PlaNet's per-domain value.
-        episode_length: env steps per episode (DMC: 1000).
-        store_pixels: False (``--no-pixels``) stores state only; frames must then be re-rendered.
-
-    Returns:
-        ``Path(out)``.
-    """
-    from envs.dmc import DMCEnv
-
-    env = DMCEnv(domain, task, image_size=image_size, action_repeat=action_repeat,
-                 episode_length=episode_length, seed=seed)
-    env_config = {"suite": "dmc", "domain": domain, "task": task, "image_size": image_size,
-                  "camera": env.camera, "action_repeat": env.action_repeat, "episode_length": episode_length, "seed": seed}
-    try:
-        collect_random_episodes(env, episodes, EpisodeDatasetWriter(out, env_config, store_pixels), seed, progress)
-    finally:
-        env.close()
-    return Path(out)
+    return OfflineSequenceDataset(meta, rows, torch.tensor(lengths, dtype=torch.int64), render_fn, device)

@@ -1,18 +1,17 @@
 """Online replay: torchrl rollouts -> rows (the alignment rule) -> whole episodes on disk -> [B, T] windows.
 
-This is the one place torchrl's ``("next", ...)`` layout is flattened into *rows* (see the alignment
-rule in :mod:`worldmodels.core.keys`): an episode of T transitions becomes T+1 rows holding ``pixels``
-(and every other observation key), ``action`` (taken at t; zeros on the last row), ``prev_action``
-(led to t; zeros at ``is_first``), ``reward`` (on arriving; 0 at ``is_first``), ``is_first``,
-``is_last``, ``is_terminal`` and ``episode`` (a replay-wide id). Pixels stay ``uint8`` on disk.
+Rollouts are flattened into *rows* by :func:`worldmodels.data.rows.steps_to_rows`: an episode of T
+transitions becomes T+1 rows holding ``pixels`` (and every other observation key), ``action``,
+``prev_action``, ``reward``, ``is_first``, ``is_last``, ``is_terminal`` and ``episode`` (a
+replay-wide id). Pixels stay ``uint8`` on disk.
 
 Design decisions:
 
-* **Windows never cross episodes.** A sampled ``[B, T]`` window lies inside one episode, so
-  ``is_first`` is True only at window position 0 and only when the window starts its episode.
-  Windows are drawn uniformly over all valid (episode, start) pairs, i.e. uniformly over time
-  steps as in DreamerV2's replay; episodes with fewer than T rows are never sampled, and sampling
-  raises a clear error while no episode is long enough.
+* **Windows never cross episodes.** :meth:`SequenceReplay.sample` keeps the contract of
+  :class:`worldmodels.data.episode_store.EpisodeStore` (the offline dataset keeps it too): windows
+  are drawn by :func:`worldmodels.data.windows.sample_windows`, uniformly over all valid (episode,
+  start) pairs, from torch's global RNG; episodes with fewer than T rows are never sampled, and
+  sampling raises a clear error while no episode is long enough.
 * **Whole episodes only.** ``add_rollout`` keeps an episode's steps in memory until its last step
   arrives (collectors deliver chunks; the next chunk for the same env index continues it), then
   writes the episode contiguously. Storage is a ring of whole episodes: when the next episode does
@@ -23,7 +22,7 @@ Design decisions:
   ``directory/storage``; ``directory/replay.json`` (written to a temp file, fsynced and
   ``os.replace``-d) lists the live episodes. Order per episode: evictions are recorded first, then
   rows are written and the memmaps flushed, then the episode is recorded. After a crash (even
-  ``kill -9``) reopening ``SequenceReplay(directory, ...)`` restores every episode committed before
+  ``kill -9``) reopening ``SequenceReplay(directory, capacity)`` restores every episode committed before
   it; an episode that was pending or half-written is dropped whole.
 
 ``directory/replay.json`` (format ``worldmodels-replay``, version 1)::
@@ -41,78 +40,21 @@ import shutil
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict, is_tensor_collection
+from tensordict import TensorDict
 from torchrl.data import ReplayBuffer
 
 from worldmodels.core import keys
 from worldmodels.data.replay_storage import (
     FORMAT,
-    ROW_KEYS,
     VERSION,
     EpisodeMemmapStorage,
     EpisodeTable,
     EpisodeWindowSampler,
     EpisodeWriter,
-    check_rows,
 )
+from worldmodels.data.rows import observation_keys, steps_to_rows
 
-__all__ = ["SequenceReplay", "steps_to_rows", "observation_keys", "check_rows", "ROW_KEYS"]
-_BOUNDARY_KEYS = frozenset(ROW_KEYS + (keys.EPISODE, keys.DONE, keys.TERMINATED, keys.TRUNCATED))
-
-
-# ----------------------------------------------------------------------------- rows
-
-
-def observation_keys(rollout: TensorDict) -> list[str]:
-    """Observation keys of a torchrl rollout: tensors present both at the root and under ``"next"``.
-
-    Boundary keys (action, reward, done flags, is_first/is_last/is_terminal) are excluded.
-    """
-    root = {k for k, v in rollout.items() if not is_tensor_collection(v)}
-    nxt = {k for k, v in rollout.get(keys.NEXT).items() if not is_tensor_collection(v)}
-    return sorted((root & nxt) - _BOUNDARY_KEYS)
-
-
-def steps_to_rows(steps: TensorDict, obs_keys: list[str] | None = None) -> TensorDict:
-    """Flatten the torchrl steps of ONE episode into rows by the alignment rule.
-
-    ``steps[t]`` holds o_t and a_t at the root and o_{t+1}, r_{t+1} under ``"next"``; the first
-    step is the episode start and the last step is its last transition (done or truncated).
-
-    Args:
-        steps: TensorDict ``[L]`` with the ``("next", ...)`` layout (``env.rollout`` format).
-        obs_keys: observation keys to keep; default :func:`observation_keys`.
-
-    Returns:
-        rows: TensorDict ``[L+1]`` with the observation keys plus :data:`ROW_KEYS`.
-
-    Shapes:
-        action, prev_action ``[L+1, A]``; reward ``[L+1, 1]``; flags bool ``[L+1, 1]``.
-    """
-    if steps.batch_dims != 1 or steps.shape[0] < 1:
-        raise ValueError(f"steps_to_rows expects a 1-D TensorDict of >= 1 steps, got batch size {tuple(steps.shape)}.")
-    obs_keys = observation_keys(steps) if obs_keys is None else obs_keys
-    nxt = steps.get(keys.NEXT)
-    if keys.REWARD not in nxt.keys():
-        raise ValueError("rollout has no ('next', 'reward'); pass a torchrl rollout (env.rollout / collector output).")
-    length = steps.shape[0]
-    action = steps.get(keys.ACTION).float()  # [L,A]
-    zero_action = torch.zeros_like(action[:1])  # [1,A]
-    reward = nxt.get(keys.REWARD).float().reshape(length, 1)  # [L,1]
-    is_first = torch.zeros(length + 1, 1, dtype=torch.bool, device=action.device)  # [L+1,1]
-    is_last, is_terminal = is_first.clone(), is_first.clone()
-    is_first[0] = True
-    is_last[-1] = True
-    for terminal_key in (keys.TERMINATED, keys.IS_TERMINAL):
-        if terminal_key in nxt.keys():
-            is_terminal[-1] = nxt.get(terminal_key)[-1].reshape(()).bool()
-            break
-    rows = {key: torch.cat([steps.get(key), nxt.get(key)[-1:]]) for key in obs_keys}
-    rows[keys.ACTION] = torch.cat([action, zero_action])
-    rows[keys.PREV_ACTION] = torch.cat([zero_action, action])
-    rows[keys.REWARD] = torch.cat([torch.zeros_like(reward[:1]), reward])
-    rows[keys.IS_FIRST], rows[keys.IS_LAST], rows[keys.IS_TERMINAL] = is_first, is_last, is_terminal
-    return TensorDict(rows, batch_size=[length + 1], device=steps.device)
+__all__ = ["SequenceReplay"]
 
 
 # ----------------------------------------------------------------------------- the replay
@@ -125,29 +67,22 @@ class SequenceReplay:
         directory: where rows (``storage/``, torchrl memmaps) and ``replay.json`` live; an existing
             replay there is reopened.
         capacity: maximum number of stored rows (PlaNet/DreamerV2 keep all data: 1e6).
-        batch_size: default number of windows B per :meth:`sample`.
-        sequence_length: default window length T in rows.
         device: device of sampled batches (storage stays on CPU disk).
         durable: fsync after each committed episode (survives power loss; kill -9 needs no fsync).
-        generator: optional ``torch.Generator`` for sampling; default torch's global RNG.
 
     Example::
 
-        replay = SequenceReplay("runs/x/replay", capacity=100_000, batch_size=50, sequence_length=50)
+        replay = SequenceReplay("runs/x/replay", capacity=100_000)
         replay.add_rollout(env.rollout(1000))        # or collector chunks, [T] or [N, T]
-        batch = replay.sample()                      # TensorDict [50, 50] on `device`
+        batch = replay.sample(50, 50)                # TensorDict [50, 50] on `replay.device`
     """
 
-    def __init__(self, directory, capacity: int, batch_size: int, sequence_length: int, device="cpu",
-                 durable: bool = True, generator: torch.Generator | None = None):
-        if capacity < 2 or batch_size < 1 or sequence_length < 1:
-            raise ValueError(
-                "need capacity >= 2, batch_size >= 1, sequence_length >= 1; "
-                f"got {capacity}, {batch_size}, {sequence_length}."
-            )
+    def __init__(self, directory, capacity: int, device="cpu", durable: bool = True):
+        if capacity < 2:
+            raise ValueError(f"need capacity >= 2 rows, got {capacity}.")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.batch_size, self.sequence_length, self.device = batch_size, sequence_length, torch.device(device)
+        self.device = torch.device(device)
         self.table = EpisodeTable(capacity)
         storage_dir = self.directory / "storage"
         meta_path = self.directory / "replay.json"
@@ -161,8 +96,8 @@ class SequenceReplay:
         if self.table.ids:
             self.storage.reopen(meta["storage_len"])
         self.writer = EpisodeWriter(self.table, meta_path, durable=durable)
-        self.sampler = EpisodeWindowSampler(self.table, sequence_length)
-        self.buffer = ReplayBuffer(storage=self.storage, sampler=self.sampler, writer=self.writer, generator=generator)
+        self.sampler = EpisodeWindowSampler(self.table)
+        self.buffer = ReplayBuffer(storage=self.storage, sampler=self.sampler, writer=self.writer)
         self._pending: dict[int, list[TensorDict]] = {}  # env index -> steps of its unfinished episode
         self._obs_keys: list[str] | None = None
         self.dropped_steps = 0
@@ -170,8 +105,8 @@ class SequenceReplay:
 
     @classmethod
     def from_config(cls, config, directory, device="cpu", **kwargs) -> "SequenceReplay":
-        """Build from a :class:`worldmodels.core.config.ReplayConfig`."""
-        return cls(directory, config.capacity, config.batch_size, config.sequence_length, device=device, **kwargs)
+        """Build from a :class:`worldmodels.core.config.ReplayConfig` (its capacity; B and T are per sample)."""
+        return cls(directory, config.capacity, device=device, **kwargs)
 
     # ------------------------------------------------------------------ adding
     def add_episode(self, rows: TensorDict) -> int:
@@ -244,18 +179,18 @@ class SequenceReplay:
         return sum(sum(chunk.shape[0] for chunk in chunks) for chunks in self._pending.values())
 
     # ------------------------------------------------------------------ reading
-    def sample(self, batch_size: int | None = None, sequence_length: int | None = None) -> TensorDict:
-        """Sample ``B`` windows of ``T`` consecutive rows, each inside one episode.
+    def sample(self, batch_size: int, sequence_length: int) -> TensorDict:
+        """Sample ``batch_size`` windows of ``sequence_length`` consecutive rows, each inside one episode.
+
+        Uniform over all valid (episode, start) pairs, from torch's global RNG (the contract of
+        :class:`worldmodels.data.episode_store.EpisodeStore`).
 
         Returns:
-            TensorDict ``[B, T]`` on ``device`` with every stored key (``episode`` included).
+            TensorDict ``[B, T]`` on :attr:`device` with every stored key (``episode`` included).
         """
-        batch_size = batch_size or self.batch_size
-        self.sampler.sequence_length = sequence_length or self.sequence_length
-        if not self.table.ids:
-            raise ValueError("cannot sample from an empty replay; add at least one complete episode first.")
-        data = self.buffer.sample(batch_size * self.sampler.sequence_length)
-        return data.reshape(batch_size, self.sampler.sequence_length).to(self.device)
+        self.sampler.window_shape = (batch_size, sequence_length)
+        data = self.buffer.sample(batch_size * sequence_length)
+        return data.reshape(batch_size, sequence_length).to(self.device)
 
     def episode(self, position: int) -> TensorDict:
         """Rows ``[L]`` of the live episode at ``position`` (0 = oldest, -1 = newest), on CPU."""

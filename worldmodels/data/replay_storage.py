@@ -7,12 +7,12 @@
   committing it durably (evictions recorded, rows written + flushed, episode recorded).
 * :class:`EpisodeWindowSampler` -- a torchrl ``Sampler`` drawing ``[B, T]`` windows inside episodes.
 
-Rows follow the alignment rule of :mod:`worldmodels.core.keys` (:func:`check_rows` validates them).
+Rows follow the alignment rule of :mod:`worldmodels.core.keys` (:func:`worldmodels.data.rows.check_rows`
+validates them); windows are drawn by :func:`worldmodels.data.windows.sample_windows`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,35 +23,12 @@ from torchrl.data.replay_buffers.samplers import Sampler
 from torchrl.data.replay_buffers.writers import Writer
 
 from worldmodels.core import keys
+from worldmodels.core.files import atomic_write_json
+from worldmodels.data.rows import check_rows, row_fields
+from worldmodels.data.windows import sample_windows
 
 FORMAT = "worldmodels-replay"
 VERSION = 1
-ROW_KEYS = (keys.ACTION, keys.PREV_ACTION, keys.REWARD, keys.IS_FIRST, keys.IS_LAST, keys.IS_TERMINAL)
-"""Keys every row has besides the observation keys (``pixels``, ``state``, ``proprio``, ...)."""
-
-
-def check_rows(rows: TensorDict) -> None:
-    """Raise ValueError unless ``rows`` is one episode in row format (alignment rule of keys.py)."""
-    if rows.batch_dims != 1 or rows.shape[0] < 2:
-        raise ValueError(f"an episode is a 1-D TensorDict of >= 2 rows, got batch size {tuple(rows.shape)}.")
-    missing = [k for k in ROW_KEYS if k not in rows.keys()]
-    if missing:
-        raise ValueError(f"episode rows lack keys {missing}; rows need {list(ROW_KEYS)} plus observations.")
-    is_first = rows.get(keys.IS_FIRST).reshape(-1)
-    is_last = rows.get(keys.IS_LAST).reshape(-1)
-    if not (is_first[0] and not is_first[1:].any() and is_last[-1] and not is_last[:-1].any()):
-        raise ValueError("episode rows must have is_first only on row 0 and is_last only on the last row.")
-    if rows.get(keys.ACTION)[-1].any() or rows.get(keys.PREV_ACTION)[0].any() or rows.get(keys.REWARD)[0].any():
-        raise ValueError(
-            "alignment rule violated: action must be 0 on the last row, prev_action and reward 0 on row 0."
-        )
-
-
-def row_fields(rows: TensorDict) -> dict:
-    """Per-row ``{key: {"dtype": "uint8", "shape": [3, 64, 64]}}`` of rows ``[L]`` (the stored schema)."""
-    return {
-        k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape[1:])} for k, v in sorted(rows.items())
-    }
 
 
 class EpisodeMemmapStorage(LazyMemmapStorage):
@@ -202,32 +179,23 @@ class EpisodeWriter(Writer):
 class EpisodeWindowSampler(Sampler):
     """torchrl Sampler drawing ``[B, T]`` windows uniformly over all (episode, start) pairs.
 
-    ``sample(storage, batch_size)`` returns a flat index of ``batch_size = B * T`` rows (B windows
-    of ``sequence_length`` consecutive rows, each inside one live episode). Uses the replay buffer's
-    generator if one was given, else torch's global RNG (so training checkpoints can restore it).
+    ``sample(storage, batch_size)`` returns a flat index of ``batch_size = B * T`` rows: B windows
+    of T consecutive rows, each inside one live episode, drawn by
+    :func:`worldmodels.data.windows.sample_windows` from torch's global RNG (so training
+    checkpoints can restore it). ``window_shape = (B, T)`` is set before each draw by
+    :meth:`worldmodels.data.replay.SequenceReplay.sample`.
     """
 
-    def __init__(self, table: EpisodeTable, sequence_length: int):
-        self.table, self.sequence_length = table, sequence_length
+    def __init__(self, table: EpisodeTable):
+        self.table = table
+        self.window_shape = (1, 1)
 
     def sample(self, storage, batch_size: int):
-        length = self.sequence_length
-        if batch_size % length:
-            raise ValueError(f"batch_size {batch_size} must be a multiple of sequence_length {length}.")
-        lengths = torch.tensor(self.table.lengths, dtype=torch.int64)  # [E]
-        counts = (lengths - length + 1).clamp_min(0)  # [E] valid window starts per episode
-        total = int(counts.sum())
-        if total == 0:
-            longest = int(lengths.max()) if len(lengths) else 0
-            raise ValueError(
-                f"cannot sample windows of {length} rows: no stored episode is that long yet "
-                f"({len(lengths)} episodes, longest {longest} rows); add data or lower sequence_length."
-            )
-        draw = torch.randint(total, (batch_size // length,), generator=self._rng)  # [B]
-        cumulative = counts.cumsum(0)  # [E]
-        episode = torch.searchsorted(cumulative, draw, right=True)  # [B]
-        start = torch.tensor(self.table.starts, dtype=torch.int64)[episode] + draw - (cumulative - counts)[episode]
-        index = (start[:, None] + torch.arange(length)).reshape(-1)  # [B*T]
+        windows, length = self.window_shape
+        if batch_size != windows * length:
+            raise ValueError(f"sampling {batch_size} rows, but window_shape {self.window_shape} "
+                             f"asks for {windows * length}.")
+        index, episode = sample_windows(self.table.lengths, self.table.starts, windows, length)
         return index, {"episode_position": episode}
 
     def _empty(self):
@@ -245,14 +213,3 @@ class EpisodeWindowSampler(Sampler):
     def load_state_dict(self, state_dict: dict) -> None:
         return None
 
-
-def atomic_write_json(path: Path, data: dict, fsync: bool = True) -> None:
-    """Write JSON to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as file:
-        json.dump(data, file)
-        file.flush()
-        if fsync:
-            os.fsync(file.fileno())
-    os.replace(tmp, path)

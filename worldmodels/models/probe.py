@@ -9,7 +9,7 @@ optimiser holds only the probe's parameters. A probe shows what the features *co
 what the model was trained to reconstruct, so videos made with it are labelled as such.
 
 Example:
-    >>> probe = train_probe(model, lambda: replay.sample(), steps=2000)
+    >>> probe = train_probe(model, lambda: replay.sample(16, 8), steps=2000)
     >>> rollout = worldmodels.viz.openloop.openloop(model, batch, probe=probe)
 """
 
