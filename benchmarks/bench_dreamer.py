@@ -59,7 +59,7 @@ from benchmarks import bench_model
 from planners.actor_critic import ImaginationActorCritic
 from worldmodels.core.config import ActorCriticConfig, DreamerConfig, PlaNetConfig
 from worldmodels.models.dreamer import DreamerV2
-from worldmodels.methods import make_model_optimizer
+from worldmodels.training.step import make_model_optimizer
 from worldmodels.models.planet import PlaNet
 
 SIZES = {

@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 
 from envs.goals import goal_names
+from planners.lexa_behaviour import LexaBehaviour
+from worldmodels.cli.commands import evaluate_goals
 from worldmodels.core.config import load_config
-from worldmodels.evaluation.goal_sets import evaluate_goals, run_goal_set
-from worldmodels.training.lexa_hooks import explorer_vs_random_on_replay
 from worldmodels.data.replay import SequenceReplay
-from worldmodels.training.online import load_trained, train
+from worldmodels.evaluation.goal_sets import run_goal_set
+from worldmodels.evaluation.lexa import explorer_vs_random_on_replay
+from worldmodels.methods import load_trained, train
 
 
 def main() -> None:
@@ -45,14 +47,15 @@ def main() -> None:
     else:
         cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
         run_dir = train(cfg, run_dir=args.run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg, env, model, behaviour = load_trained(run_dir)
-    env.close()
+    trained = load_trained(run_dir)
+    trained.env.close()
+    cfg, model, behaviour = trained.cfg, trained.model, trained.behaviour
     torch.manual_seed(0)
     agent = evaluate_goals(run_dir, args.task_set, episodes=args.episodes, planner=args.planner, metric=args.metric)
     torch.manual_seed(0)
-    rand = run_goal_set(cfg, model, args.task_set, lambda goal_pixels: None, args.episodes)  # None: random actions
+    rand = run_goal_set(cfg, args.task_set, lambda goal_pixels: None, args.episodes)  # None: random actions
     names = goal_names(args.task_set)
-    label = "achiever" if cfg.method == "lexa" else f"{args.planner or cfg.planner}, {args.metric or 'default'} latent distance"
+    label = "achiever" if trained.method.goal_policy is not None else f"{args.planner or cfg.planner}, {args.metric or 'default'} latent distance"
     print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} "
           f"({len(names)} goals, {args.episodes} episode(s) each); distances from the true state")
     columns = ("success_rate", "reached_rate", "moved_closer_rate", "initial_distance", "min_distance", "final_distance")
@@ -67,7 +70,7 @@ def main() -> None:
     print(row("**all (agent)**", agent))
     print(row("**all (random actions)**", rand))
     results = {"agent": agent, "random": rand}
-    if cfg.method == "lexa" and args.intrinsic_batches > 0:
+    if isinstance(behaviour, LexaBehaviour) and args.intrinsic_batches > 0:
         replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
         torch.manual_seed(0)
         results["intrinsic"] = explorer_vs_random_on_replay(model, behaviour, replay, cfg.replay.batch_size,

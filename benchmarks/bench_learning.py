@@ -21,9 +21,10 @@ import torch
 from envs import make_env
 from worldmodels.training import checkpoint
 from worldmodels.core.config import load_config
-from worldmodels.methods import make_agent
 from worldmodels.data.collect import collect_episode, episode_return
-from worldmodels.training.online import checkpoint_path, evaluate, load_trained, train
+from worldmodels.evaluation.returns import evaluate
+from worldmodels.methods import load_trained, train
+from worldmodels.training.run_dir import checkpoint_path
 
 
 def random_returns(cfg, episodes: int, seed: int) -> list[float]:
@@ -49,9 +50,10 @@ def main() -> None:
         cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
         train(cfg, run_dir=run_dir)
 
-    cfg, env, model, behaviour = load_trained(run_dir)
+    run = load_trained(run_dir)
+    cfg, env = run.cfg, run.env
     torch.manual_seed(1234)
-    trained = evaluate(env, make_agent(cfg, model, behaviour, explore=False), args.episodes)["returns"]
+    trained = evaluate(env, run.method.make_agent(cfg, run.model, run.behaviour, explore=False), args.episodes)["returns"]
     env.close()
     rand = random_returns(cfg, args.episodes, seed=1234)
     counters = checkpoint.load(checkpoint_path(run_dir))["counters"]

@@ -37,9 +37,11 @@ from pathlib import Path
 import torch
 
 from worldmodels.core.config import load_config
-from worldmodels.training.offline import train_offline
-from worldmodels.training.online import checkpoint_path
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
+from worldmodels.methods import make_model, method_of
+from worldmodels.training import checkpoint
+from worldmodels.training.offline import train_offline
+from worldmodels.training.run_dir import checkpoint_path
 
 TINY_MODELS = {
     "pldm": ["model.encoder_channels=[8,16,16]", "model.encoder_blocks=1", "model.input_pool=2",
@@ -75,8 +77,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_pldm_two_rooms"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from worldmodels.training import checkpoint
-    from worldmodels.methods import make_model
 
     rows = []
     for method in args.methods:
@@ -84,7 +84,7 @@ def main() -> None:
         run_dir = args.out / method
         started = time.time()
         if not checkpoint_path(run_dir).exists():
-            train_offline(cfg, run_dir)
+            train_offline(cfg, run_dir, method_of(cfg))  # every method on the same offline data
         train_s = time.time() - started
         state = checkpoint.load(checkpoint_path(run_dir))
         model = make_model(cfg, 2, (2, 64, 64))

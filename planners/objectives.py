@@ -137,8 +137,8 @@ class RewardObjective(Objective):
         model: a world model with ``has_reward``; refused at construction otherwise.
         discount: gamma applied per imagined step (PlaNet: 1.0).
         chunk_rows: evaluate the reward head on at most this many ``N*H`` rows at a time.
-            ``None`` = 1024 rows on CPU (the head's activations then stay in cache: ~25 % faster
-            at PlaNet's 12 x 1000 rows on this machine) and all rows at once on GPUs.
+            ``None`` = 1024 rows on CPU (the head's activations then stay in cache) and all
+            rows at once on GPUs.
 
     Raises:
         CapabilityError: the model declares no reward head.

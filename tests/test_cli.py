@@ -9,7 +9,7 @@ import pytest
 
 from worldmodels.cli.main import main
 from worldmodels.core.config import load_config
-from worldmodels.training.online import train
+from worldmodels.methods import train
 
 TINY_POINT_MASS = [
     "env.domain=point_mass", "env.task=easy", "env.episode_length=40", "env.action_repeat=2",
@@ -82,17 +82,17 @@ def test_plan_on_goal_task_reports_success(run_dir, capsys):
 
 
 def test_plan_metric_flag_reaches_the_goal_objective(run_dir, capsys, monkeypatch):
-    import worldmodels.evaluation.goal_sets as goal_planning
+    import worldmodels.methods as methods
 
-    seen, original = [], goal_planning.goal_agent
+    seen, original = [], methods.goal_planning_agent
 
-    def recording_goal_agent(cfg, model, planner=None, metric=None):
+    def recording_goal_agent(cfg, model, goal_pixels, metric, steps, k=3, name=None):
         seen.append(metric)
-        agent, objective = original(cfg, model, planner, metric)
-        assert objective.metric == "l2"
-        return agent, objective
+        agent = original(cfg, model, goal_pixels, metric, steps, k, name)
+        assert agent.planner.objective.metric == "l2"
+        return agent
 
-    monkeypatch.setattr(goal_planning, "goal_agent", recording_goal_agent)
+    monkeypatch.setattr(methods, "goal_planning_agent", recording_goal_agent)
     assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "2", "--metric", "l2"]) == 0
     assert seen == ["l2"]
 

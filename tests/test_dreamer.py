@@ -10,7 +10,7 @@ from worldmodels.core.interface import CapabilityError, check_world_model
 from worldmodels.core.config import ActorCriticConfig, DreamerConfig
 from worldmodels.models.distributions import categorical_kl, kl_balanced
 from worldmodels.models.dreamer import DreamerV2
-from worldmodels.methods import make_model_optimizer
+from worldmodels.training.step import make_model_optimizer
 
 
 

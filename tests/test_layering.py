@@ -1,6 +1,6 @@
 """The layer order of docs/architecture.md, enforced over ``worldmodels``, ``planners`` and ``envs``.
 
-    core < models < envs < data < planners < evaluation < viz < training < methods < cli
+    core < models < envs < data < planners < viz < evaluation < training < methods < cli
 
 A module may import its own layer and the layers below it, never one above; the project's import
 graph (top-level *and* deferred imports) has no circle; and an import placed inside a function is
@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("worldmodels", "planners", "envs")
-LAYERS = ("core", "models", "envs", "data", "planners", "evaluation", "viz", "training", "methods", "cli")
+LAYERS = ("core", "models", "envs", "data", "planners", "viz", "evaluation", "training", "methods", "cli")
 
 DEFERRED_ALLOWED = {
     # The CLI parses arguments before importing torch and the library, so `--help` and argument

@@ -14,13 +14,16 @@ from worldmodels.core import keys
 from worldmodels.cli.main import main
 from worldmodels.core.config import ActorCriticConfig, ConfigError, LexaConfig, LexaModelConfig, load_config
 from worldmodels.models.dreamer import DreamerV2
-from worldmodels.methods import make_model_optimizer
-from worldmodels.evaluation.goal_sets import evaluate_goals
+from worldmodels.training.step import make_model_optimizer
+from worldmodels.cli.commands import evaluate_goals
 from planners.lexa_behaviour import LexaBehaviour
 from tests.toy_model import ToyModel
 from worldmodels.core.interface import CapabilityError
 from worldmodels.training.logger import read_metrics
-from worldmodels.training.online import checkpoint_path, gradient_step, train, updates_owed
+from worldmodels.methods import train
+from worldmodels.training.online import updates_owed
+from worldmodels.training.run_dir import checkpoint_path
+from worldmodels.training.step import gradient_step
 
 TINY_MODEL = LexaModelConfig(deter_dim=16, hidden_dim=16, stoch_dim=6, cnn_depth=4, mlp_layers=1, mlp_units=16)
 TINY_AC = ActorCriticConfig(horizon=4, layers=1, units=16)

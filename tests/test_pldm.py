@@ -13,6 +13,7 @@ from tensordict import TensorDict
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, check_world_model
 from worldmodels.core.config import ConfigError, PLDMConfig, load_config, save_config
+from worldmodels.methods import METHODS
 from worldmodels.models.pldm import PLDM
 from worldmodels.models.vicreg import vicreg_covariance, vicreg_variance
 
@@ -211,42 +212,35 @@ def _tiny_run_config(tmp_path, updates: int, extra=()):
 def test_train_offline_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     from worldmodels.training import checkpoint
     from worldmodels.training.logger import read_metrics
-    from worldmodels.training.offline import train_offline
+    from worldmodels.methods import train
 
     cfg = _tiny_run_config(tmp_path, updates=4, extra=["env.episode_length=3"])
-    run_dir = train_offline(cfg, tmp_path / "run")
+    run_dir = train(cfg, tmp_path / "run")
     state = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     assert set(state) == {"config", "model", "optimizer", "behaviour", "counters", "rng"}
     assert state["behaviour"] is None and state["counters"]["updates"] == 4
     records = read_metrics(run_dir)
     assert any("train/loss/idm" in r for r in records)
     assert any("eval/goal/success_rate" in r for r in records)
-    # load the weights the way load_trained does (through the factory once it knows "pldm")
-    from worldmodels import methods as factory
+    from worldmodels.methods import load_trained
 
-    try:
-        from worldmodels.training.online import load_trained
-
-        _, env, model, behaviour = load_trained(run_dir, device="cpu")
-        env.close()
-    except factory.ConfigError:  # factory.make_model does not know "pldm" yet
-        model = PLDM(load_config(run_dir / "config.yaml").model, 2, (2, 64, 64))
-        model.load_state_dict(state["model"])
-        behaviour = None
-    assert behaviour is None and isinstance(model, PLDM)
+    trained = load_trained(run_dir, device="cpu")
+    trained.env.close()
+    model = trained.model
+    assert trained.behaviour is None and isinstance(model, PLDM)
     torch.testing.assert_close(model.state_dict()["predictor.out.weight"], state["model"]["predictor.out.weight"])
     # resume to 6 updates: the counter continues, the run does not start over
     cfg6 = _tiny_run_config(tmp_path, updates=6, extra=["env.episode_length=3"])
     save_config(cfg6, run_dir / "config.yaml")  # a resumed run reads its own config.yaml
-    train_offline(None, run_dir, resume=True)
+    train(None, run_dir, resume=True)
     resumed = checkpoint.load(run_dir / "checkpoints" / "latest.pt")
     assert resumed["counters"]["updates"] == 6
     # ... and lands exactly where an uninterrupted 6-update run does (weights, optimiser, RNG restored)
-    straight = checkpoint.load(train_offline(cfg6, tmp_path / "straight") / "checkpoints" / "latest.pt")
+    straight = checkpoint.load(train(cfg6, tmp_path / "straight") / "checkpoints" / "latest.pt")
     for name, value in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], value, rtol=0, atol=0, msg=name)
     with pytest.raises(FileExistsError):
-        train_offline(cfg, run_dir)
+        train(cfg, run_dir)
 
 
 def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, monkeypatch):
@@ -255,7 +249,7 @@ def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, mo
     from worldmodels.training import checkpoint
     from worldmodels.training import offline as offline_training
 
-    original, calls = offline_training.gradient_step, {"n": 0}
+    original, calls = offline_training.learner_update, {"n": 0}
 
     def interrupted_on_third(*args, **kwargs):
         out = original(*args, **kwargs)
@@ -264,11 +258,11 @@ def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, mo
             signal.raise_signal(signal.SIGINT)
         return out
 
-    monkeypatch.setattr(offline_training, "gradient_step", interrupted_on_third)
+    monkeypatch.setattr(offline_training, "learner_update", interrupted_on_third)
     cfg = _tiny_run_config(tmp_path, updates=8, extra=["env.episode_length=3", "offline.checkpoint_every=100",
                                                        "offline.eval_episodes=0"])  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
-        offline_training.train_offline(cfg, tmp_path / "run")
+        offline_training.train_offline(cfg, tmp_path / "run", METHODS["pldm"])
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "latest.pt")["counters"]["updates"] == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

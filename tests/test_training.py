@@ -15,7 +15,10 @@ from worldmodels.core import keys
 from worldmodels.core.config import load_config
 from worldmodels.training.logger import read_metrics
 from worldmodels.data.replay import SequenceReplay
-from worldmodels.training.online import TrainingDiverged, checkpoint_path, train, updates_owed
+from worldmodels.methods import train
+from worldmodels.training.online import updates_owed
+from worldmodels.training.run_dir import checkpoint_path
+from worldmodels.training.step import TrainingDiverged
 
 TINY = [
     "env.domain=cartpole", "env.task=swingup", "env.episode_length=48", "env.action_repeat=4",
@@ -124,16 +127,16 @@ def test_nan_loss_stops_with_clear_error_and_checkpoint(tmp_path, monkeypatch):
 def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_path, monkeypatch):
     import worldmodels.training.online as training
 
-    original, calls = training.update, {"n": 0}
+    original, calls = training.learner_update, {"n": 0}
 
-    def interrupted_after_two(run):
-        out = original(run)
+    def interrupted_after_two(*args):
+        out = original(*args)
         calls["n"] += 1
         if calls["n"] == 2:
             signal.raise_signal(signal.SIGINT)  # as if Ctrl-C arrived during the second update
         return out
 
-    monkeypatch.setattr(training, "update", interrupted_after_two)
+    monkeypatch.setattr(training, "learner_update", interrupted_after_two)
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config("train.eval_every=0"), run_dir=run_dir)
@@ -142,7 +145,7 @@ def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_pat
     assert state["counters"]["updates"] == 2 < updates_owed(tiny_config(), 2)  # saved mid catch-up
     assert _replay_snapshot(run_dir)[0] == 2
 
-    monkeypatch.setattr(training, "update", original)
+    monkeypatch.setattr(training, "learner_update", original)
     train(run_dir=run_dir, resume=True)
     final = checkpoint.load(checkpoint_path(run_dir))
     assert final["counters"]["updates"] == updates_owed(tiny_config(), 4) and final["counters"]["episodes"] == 4

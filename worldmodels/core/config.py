@@ -553,7 +553,7 @@ MODEL_CONFIGS: dict[str, type] = {
 def model_config_class(method: str) -> type:
     """The model-config dataclass for a method name; ConfigError naming the allowed methods otherwise."""
     if method not in MODEL_CONFIGS:
-        raise ConfigError(f"Unknown method {method!r}; allowed: {', '.join(MODEL_CONFIGS)}.")
+        raise ConfigError(f"Unknown method {method!r} for 'method'; allowed: {', '.join(MODEL_CONFIGS)}.")
     return MODEL_CONFIGS[method]
 
 

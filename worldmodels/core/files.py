@@ -1,8 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never a half-written one.
 
-Every durable record of the toolkit is replaced this way (replay ``replay.json``, dataset
-``dataset.json`` and episode files): written to a temp file beside the target, optionally
-fsynced, then ``os.replace``-d over it.
+Every durable record of the toolkit is replaced this way (checkpoints, replay ``replay.json``,
+dataset ``dataset.json`` and episode files): written to a temp file beside the target, optionally
+fsynced, then ``os.replace``-d over it. The temp file has a fixed name, so one left behind by a
+killed process is overwritten by the next write instead of piling up.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ def atomic_write(path, write: Callable[[BinaryIO], None], fsync: bool = True) ->
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        write(file)
-        if fsync:
-            file.flush()
-            os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_json(path, data: dict, fsync: bool = True) -> None:

@@ -3,36 +3,26 @@
 A checkpoint is written to a temporary file in the same directory, flushed and fsynced, then
 ``os.replace``d over the target, so a crash (even kill -9) leaves either the old or the new
 file, never a torn one. The replay buffer is not inside the checkpoint: it lives on disk in the
-run directory and reopens by itself (see ``worldmodels/replay.py``).
+run directory and reopens by itself (see ``worldmodels/data/replay.py``).
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from worldmodels.core.files import atomic_write
+
 
 def save_atomic(payload: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (temp file + fsync + os.replace)."""
+    """``torch.save`` to ``path`` atomically (temp file + fsync + os.replace; :func:`atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda file: torch.save(payload, file))
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
