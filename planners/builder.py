@@ -34,20 +34,22 @@ def make_planner(cfg: RunConfig, model: WorldModel, objective, name: str | None 
 
 
 def planning_agent(cfg: RunConfig, model: WorldModel, objective=None, explore: bool = False,
-                   name: str | None = None) -> PlanningAgent:  # fmt: skip
+                   name: str | None = None, config=None) -> PlanningAgent:  # fmt: skip
     """MPC agent planning toward ``objective`` (default: predicted reward, PlaNet); ``explore`` adds
-    the planner's ``exploration_noise`` to executed actions (collection), none otherwise."""
+    the planner's ``exploration_noise`` to executed actions (collection), none otherwise. ``name`` and
+    ``config`` as in :func:`make_planner`."""
     objective = objective if objective is not None else RewardObjective(model)
-    planner = make_planner(cfg, model, objective, name)
+    planner = make_planner(cfg, model, objective, name, config)
     noise = planner.config.exploration_noise if explore else 0.0
     return PlanningAgent(model, planner, model.action_dim, exploration_noise=noise)
 
 
 def goal_planning_agent(cfg: RunConfig, model: WorldModel, goal_pixels: Tensor, metric: Metric, steps: Steps,
-                        k: int = 3, name: str | None = None) -> PlanningAgent:  # fmt: skip
+                        k: int = 3, name: str | None = None, config=None) -> PlanningAgent:  # fmt: skip
     """A new agent planning toward one goal image ``[C, H, W]`` (or goals ``[B, C, H, W]``, one per
-    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k)`` on ``model.embed_goal``."""
+    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k)`` on ``model.embed_goal``
+    (PLDM's cost is ``metric="l2", steps="last_k", k=3``; LEXA's ``cosine`` over ``all`` steps)."""
     objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k)
     pixels = goal_pixels[None] if goal_pixels.dim() == 3 else goal_pixels
     objective.set_goal_pixels(pixels.to(model.device))
-    return planning_agent(cfg, model, objective, name=name)
+    return planning_agent(cfg, model, objective, name=name, config=config)

@@ -197,3 +197,13 @@ def test_tiny_dreamerv2_trains_end_to_end_and_resumes(tmp_path):
     assert any("eval/episode/return" in r for r in records)
     state = checkpoint.load(checkpoint_path(run_dir))
     assert state["behaviour"] is not None and state["counters"]["updates"] == updates_owed(cfg, 3)
+
+
+def test_counters_of_checkpoints_written_before_the_counters_class_still_load():
+    from worldmodels.training.run_dir import Counters
+
+    online = Counters.from_dict({"updates": 6, "last_eval_episode": 4, "train_seconds": 2.5, "evals": 1, "episodes": 4})
+    assert online == Counters(updates=6, train_seconds=2.5, evals=1, last_eval=4, episodes=4)
+    offline = Counters.from_dict({"updates": 3, "last_eval_update": 3, "train_seconds": 0.1, "episodes": 0})
+    assert offline == Counters(updates=3, train_seconds=0.1, evals=0, last_eval=3, episodes=0)
+    assert Counters.from_dict(online.to_dict()) == online

@@ -19,9 +19,7 @@ from tensordict import TensorDict
 from tqdm.auto import tqdm
 
 from envs.two_rooms import is_success, layout_for, move, render_positions, room_of, sample_start_goal
-from planners.agents import PlanningAgent
-from planners.builder import make_planner
-from planners.objectives import GoalDistanceObjective
+from planners.builder import goal_planning_agent
 from worldmodels.core import keys
 from worldmodels.core.interface import WorldModel
 
@@ -77,13 +75,10 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
         starts, goals = sample_pairs(n, cfg.offline.eval_seed if seed is None else seed, cfg.env.image_size)
     starts, goals = np.asarray(starts, dtype=np.float64), np.asarray(goals, dtype=np.float64)
     n = len(starts)
-    objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)  # PLDM's planning cost
-    planner = make_planner(cfg, model, objective, config=planner_config)
-    device = model.device
     was_training = model.training
     model.eval()
-    objective.set_goal_pixels(torch.from_numpy(render_positions(goals, layout, channels)).to(device))
-    agent = PlanningAgent(model, planner)
+    goal_pixels = torch.from_numpy(render_positions(goals, layout, channels))  # [N,C,H,W]
+    agent = goal_planning_agent(cfg, model, goal_pixels, metric="l2", steps="last_k", k=3, config=planner_config)
     agent.reset(n)
     pos, done = starts.copy(), is_success(starts, goals)
     success_step = np.full(n, np.nan)
