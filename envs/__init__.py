@@ -27,7 +27,7 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
 
     Returns:
         a torchrl ``EnvBase`` emitting ``pixels`` uint8 ``[C, H, W]`` and the keys of
-        ``worldmodels/keys.py``.
+        ``worldmodels/core/keys.py``.
 
     Raises:
         ValueError: unknown suite, or a domain/task the suite does not have.

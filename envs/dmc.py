@@ -212,7 +212,7 @@ def _close_ref(ref: weakref.ref) -> None:
 class DMCEnv(EnvBase):
     """DeepMind Control task observed through pixels, with action repeat and a time limit.
 
-    Observation keys (``worldmodels/keys.py``): ``pixels`` uint8 ``[3, H, W]``; ``state`` float32
+    Observation keys (``worldmodels/core/keys.py``): ``pixels`` uint8 ``[3, H, W]``; ``state`` float32
     ``[S]`` = ``physics.get_state()`` (qpos, qvel, act: restoring it reproduces the scene);
     ``proprio`` float32 ``[P]`` (the DMC observation dict flattened, only if ``proprio=True``);
     ``is_first`` / ``is_last`` / ``is_terminal`` bool ``[1]``. Reward float32 ``[1]`` = the sum

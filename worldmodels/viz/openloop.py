@@ -70,7 +70,7 @@ def openloop(
 ) -> OpenLoop:
     """Observe ``context`` frames, then imagine ``horizon`` frames open-loop on the real actions.
 
-    Alignment (``worldmodels/keys.py``): ``observe`` takes ``prev_action[:, :C]``; the
+    Alignment (``worldmodels/core/keys.py``): ``observe`` takes ``prev_action[:, :C]``; the
     posterior at row ``C-1`` is then rolled forward with the actions *taken* at rows
     ``C-1 .. C+H-2``, i.e. ``action[:, C-1 : C-1+H] == prev_action[:, C : C+H]``, so that
     imagined row ``h`` predicts ``pixels[:, C+h]``. ``prev_action`` is used because every
