@@ -41,6 +41,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from worldmodels.core import keys
+from worldmodels.core.config import canonical_domain, default_action_repeat
 
 _RENDER_HELP = (
     "set MUJOCO_GL=egl (GPU or Mesa llvmpipe; needs libEGL, e.g. `apt-get install libegl1 "
@@ -71,32 +72,10 @@ def _render_help() -> str:
     return help_text
 
 
-# PlaNet, planet/scripts/tasks.py (cartpole_swingup: 8, reacher_easy: 4, cheetah_run: 4,
-# cup_catch: 4, finger_spin: 2, walker_walk: 2); PlaNet/Dreamer use 2 for anything else.
-_PLANET_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "ball_in_cup": 4, "finger": 2, "walker": 2}
-_DEFAULT_ACTION_REPEAT = 2
+# The per-domain action repeat (PlaNet's table) and the domain aliases live in
+# worldmodels.core.config, so that a config's episode rows are known when it is loaded.
 # Dreamer/LEXA: the quadruped is filmed by camera 2 (the default camera 0 loses it), others by 0.
 _DOMAIN_CAMERA = {"quadruped": 2}
-# Short names used by PlaNet / Dreamer task strings ("cup_catch") for dm_control domains.
-_DOMAIN_ALIASES = {"cup": "ball_in_cup"}
-
-
-def canonical_domain(domain: str) -> str:
-    """dm_control's domain name for ``domain`` (maps PlaNet's ``cup`` to ``ball_in_cup``)."""
-    return _DOMAIN_ALIASES.get(domain, domain)
-
-
-def default_action_repeat(domain: str) -> int:
-    """Action repeat used by PlaNet for ``domain`` (``planet/scripts/tasks.py``); 2 otherwise.
-
-    Args:
-        domain: dm_control domain name (``cup`` and ``ball_in_cup`` both accepted).
-
-    Returns:
-        env steps per agent step: cartpole 8, reacher 4, cheetah 4, ball_in_cup 4, finger 2,
-        walker 2, any other domain 2.
-    """
-    return _PLANET_ACTION_REPEAT.get(canonical_domain(domain), _DEFAULT_ACTION_REPEAT)
 
 
 def default_camera(domain: str) -> int:

@@ -86,3 +86,49 @@ def test_configs_are_frozen():
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.method in ("planet", "dreamerv2", "lexa", "pldm")
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["train.checkpoint_every=0"], "Invalid value 0 for 'train.checkpoint_every': must be >= 1"),
+        (["train.eval_episodes=0", "train.eval_every=5"], "'train.eval_episodes': must be >= 1 when train.eval_every > 0"),
+        (["train.updates_per_episode=-5"], "Invalid value -5 for 'train.updates_per_episode': must be >= 1"),
+        (["train.max_minutes=-1"], "'train.max_minutes'"),
+        (["env.image_size=17"], "Invalid value 17 for 'env.image_size': must be 64, the only size the conv"),
+        (["method=dreamerv2", "env.image_size=32"], "must be 64, the only size the conv encoder and decoder take (method dreamerv2)"),
+        (["method=pldm", "model.input_pool=2", "env.image_size=17"], "must be a multiple of model.input_pool (2)"),
+        (["device=gpu"], "Invalid value 'gpu' for 'device': must be auto, cpu, cuda or cuda:N."),
+        (["device=cudax"], "'device'"),
+        # cartpole's default action repeat is 8 (envs.dmc's table): 1000 env steps -> 125 agent steps + 1 row
+        (["replay.sequence_length=127"], "'replay.sequence_length': must be <= the rows of one episode, ceil(env.episode_length / action_repeat) + 1 = 126"),
+        (["env.action_repeat=2", "env.episode_length=100", "replay.sequence_length=52"], "= 51 (windows never cross episodes)"),
+        (["replay.capacity=5"], "Invalid value 5 for 'replay.capacity': must be >= the rows of one episode"),
+        (["env.suite=two_rooms", "method=pldm", "offline.n_steps=17", "replay.sequence_length=18"], "must be <= offline.n_steps (17)"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else None,
+)
+def test_values_that_would_fail_late_are_refused_at_load(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["replay.sequence_length=126", "replay.capacity=126"],  # exactly one cartpole episode
+        ["train.eval_episodes=0", "train.eval_every=0"],  # never evaluates: no episodes needed
+        ["method=pldm", "env.image_size=65"],  # the IMPALA encoder takes any size (PLDM's 65)
+        ["device=cuda:1"],
+    ],
+)
+def test_values_at_the_limit_are_accepted(overrides):
+    load_config(None, overrides)
+
+
+def test_conv_image_size_is_the_networks_one():
+    from worldmodels.core.config import CONV_IMAGE_SIZE
+    from worldmodels.models.networks import IMAGE_SIZE
+
+    assert CONV_IMAGE_SIZE == IMAGE_SIZE

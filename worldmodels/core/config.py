@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,49 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message says which key and what is allowed."""
+
+
+# ----------------------------------------------------------------------------- per-domain defaults
+
+# PlaNet, planet/scripts/tasks.py (cartpole_swingup: 8, reacher_easy: 4, cheetah_run: 4,
+# cup_catch: 4, finger_spin: 2, walker_walk: 2); PlaNet/Dreamer use 2 for anything else.
+# Here (not in envs.dmc) so that a config's episode length in rows is known at load.
+_PLANET_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "ball_in_cup": 4, "finger": 2, "walker": 2}
+_DEFAULT_ACTION_REPEAT = 2
+# Short names used by PlaNet / Dreamer task strings ("cup_catch") for dm_control domains.
+_DOMAIN_ALIASES = {"cup": "ball_in_cup"}
+
+
+def canonical_domain(domain: str) -> str:
+    """dm_control's domain name for ``domain`` (maps PlaNet's ``cup`` to ``ball_in_cup``)."""
+    return _DOMAIN_ALIASES.get(domain, domain)
+
+
+def default_action_repeat(domain: str) -> int:
+    """Action repeat used by PlaNet for ``domain`` (``planet/scripts/tasks.py``); 2 otherwise.
+
+    Args:
+        domain: dm_control domain name (``cup`` and ``ball_in_cup`` both accepted).
+
+    Returns:
+        env steps per agent step: cartpole 8, reacher 4, cheetah 4, ball_in_cup 4, finger 2,
+        walker 2, any other domain 2.
+    """
+    return _PLANET_ACTION_REPEAT.get(canonical_domain(domain), _DEFAULT_ACTION_REPEAT)
+
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+"""The device names a config (``device``) and the CLI (``--device``) accept."""
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is one of :data:`DEVICE_CHOICES` (``gpu``, ``cuda:x`` or ``mps`` are not)."""
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
+
+
+CONV_IMAGE_SIZE = 64
+"""The only image side the ``conv_ha`` encoder and decoder of PlaNet, DreamerV2 and LEXA take
+(``worldmodels.models.networks.IMAGE_SIZE``; a test checks they agree)."""
 
 
 # ----------------------------------------------------------------------------- components
@@ -57,6 +102,15 @@ class EnvConfig:
         _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
         _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
         _check(self.two_rooms_channels in (2, 3), "env.two_rooms_channels", self.two_rooms_channels, "2 or 3")
+
+    def episode_rows(self) -> int | None:
+        """Rows (observations) of one whole DMC episode, ``ceil(episode_length / action_repeat) + 1``,
+        with a None action repeat resolved as the env does (:func:`default_action_repeat`); None
+        where the config alone does not say (Two Rooms; a goal set with its own default repeat)."""
+        if self.suite != "dmc" or (self.goal_set is not None and self.action_repeat is None):
+            return None
+        repeat = default_action_repeat(self.domain) if self.action_repeat is None else self.action_repeat
+        return math.ceil(self.episode_length / repeat) + 1
 
 
 @dataclass(frozen=True)
@@ -115,6 +169,10 @@ class PlaNetConfig:
     weight_decay: float = 0.0
     """decoupled weight decay per update, w <- (1 - wd) w (PlaNet: none)"""
 
+    def image_size_rule(self, size: int) -> str | None:
+        """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
+        return _conv_image_size_rule(size)
+
     def __post_init__(self):
         _check(1 <= self.image_bits <= 8, "model.image_bits", self.image_bits, "1..8")
         _check(self.min_std > 0, "model.min_std", self.min_std, "> 0")
@@ -165,6 +223,10 @@ class DreamerConfig:
     """model global gradient-norm clip (DreamerV2 model_opt.clip: 100)"""
     weight_decay: float = 1e-6
     """decoupled weight decay per update, w <- (1 - wd) w (DreamerV2 model_opt.wd: 1e-6)"""
+
+    def image_size_rule(self, size: int) -> str | None:
+        """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
+        return _conv_image_size_rule(size)
 
     def __post_init__(self):
         _check(self.stoch_dim >= 1, "model.stoch_dim", self.stoch_dim, ">= 1")
@@ -241,6 +303,13 @@ class PLDMConfig:
     """decoupled weight decay per update (PLDM: 0)"""
     grad_clip: float = 1000.0
     """global gradient-norm clip (PLDM does not clip; a loose bound that only guards against blow-ups)"""
+
+    def image_size_rule(self, size: int) -> str | None:
+        """What ``env.image_size`` must be for this model (the IMPALA encoder takes any size its input
+        pool divides), or None when ``size`` is allowed."""
+        if size % self.input_pool:
+            return f"a multiple of model.input_pool ({self.input_pool}), the factor the encoder pools its input by"
+        return None
 
     def __post_init__(self):
         _check(len(self.encoder_channels) >= 1 and all(c >= 1 for c in self.encoder_channels),
@@ -479,6 +548,12 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
         _check(self.total_episodes >= self.seed_episodes, "train.total_episodes", self.total_episodes, ">= seed_episodes")
+        _check(self.updates_per_episode >= 1, "train.updates_per_episode", self.updates_per_episode, ">= 1")
+        _check(self.eval_every >= 0, "train.eval_every", self.eval_every, ">= 0 (0 = never)")
+        _check(self.eval_episodes >= 1 or self.eval_every == 0, "train.eval_episodes", self.eval_episodes,
+               ">= 1 when train.eval_every > 0 (or set train.eval_every=0 to never evaluate)")  # fmt: skip
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", self.checkpoint_every, ">= 1 (episodes)")
+        _check(self.max_minutes >= 0, "train.max_minutes", self.max_minutes, ">= 0 (0 = no limit)")
 
 
 @dataclass(frozen=True)
@@ -529,16 +604,32 @@ class RunConfig:
     """LEXA explorer and achiever (``method: lexa``)"""
 
     def __post_init__(self):
-        _check(
-            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-            "device", self.device, "auto, cpu, cuda or cuda:N",
-        )
+        _check(is_device_name(self.device), "device", self.device, DEVICE_CHOICES)
         _check(self.method in MODEL_CONFIGS, "method", self.method, f"one of {', '.join(MODEL_CONFIGS)}")
+        rule = self.model.image_size_rule(self.env.image_size)
+        _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")
+        self._check_episode_rows()
         if self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
             raise ConfigError(
                 "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "
                 "(point_mass, reacher, roboyoga_walker, roboyoga_quadruped)."
             )
+
+
+    def _check_episode_rows(self) -> None:
+        """Training windows fit in one episode, and the replay holds at least one episode."""
+        if self.env.suite == "two_rooms":
+            _check(self.replay.sequence_length <= self.offline.n_steps, "replay.sequence_length",
+                   self.replay.sequence_length, f"<= offline.n_steps ({self.offline.n_steps}), the observations "
+                   "of one Two Rooms trajectory")  # fmt: skip
+            return
+        rows = self.env.episode_rows()
+        if rows is None:
+            return
+        episode = f"the rows of one episode, ceil(env.episode_length / action_repeat) + 1 = {rows}"
+        _check(self.replay.sequence_length <= rows, "replay.sequence_length", self.replay.sequence_length,
+               f"<= {episode} (windows never cross episodes)")  # fmt: skip
+        _check(self.replay.capacity >= rows, "replay.capacity", self.replay.capacity, f">= {episode}")
 
 
 MODEL_CONFIGS: dict[str, type] = {
@@ -558,6 +649,13 @@ def model_config_class(method: str) -> type:
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+def _conv_image_size_rule(size: int) -> str | None:
+    """The conv_ha encoder and decoder take :data:`CONV_IMAGE_SIZE` only."""
+    if size != CONV_IMAGE_SIZE:
+        return f"{CONV_IMAGE_SIZE}, the only size the conv encoder and decoder take"
+    return None
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:

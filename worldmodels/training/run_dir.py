@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from worldmodels.core.config import ConfigError, RunConfig, load_config, save_config, to_dict
+from worldmodels.core.config import DEVICE_CHOICES, is_device_name
 from worldmodels.training import checkpoint
 
 
@@ -53,12 +54,19 @@ class Counters:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a clear error."""
+    """``auto`` -> CUDA when available else CPU; any other name than :data:`DEVICE_CHOICES`, ``cuda``
+    without a GPU and ``cuda:N`` past the last GPU are one-sentence ConfigErrors."""
+    if not is_device_name(name):
+        raise ConfigError(f"Unknown device {name!r}: must be {DEVICE_CHOICES}.")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} was requested but no CUDA GPU is available; use device=auto or cpu.")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: there are only {torch.cuda.device_count()} GPU(s), cuda:0 .. "
+                          f"cuda:{torch.cuda.device_count() - 1}.")  # fmt: skip
+    return device
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
