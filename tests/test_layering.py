@@ -20,6 +20,9 @@ PACKAGES = ("worldmodels", "planners", "envs")
 LAYERS = ("core", "models", "envs", "data", "planners", "viz", "evaluation", "training", "methods", "cli")
 
 DEFERRED_ALLOWED = {
+    # The root package re-exports the contract on first use (PEP 562), so that importing it (and
+    # `worldmodels --help`) does not import torch.
+    "worldmodels": {"worldmodels.core.keys", "worldmodels.core.interface", "worldmodels.core.config"},
     # The CLI parses arguments before importing torch and the library, so `--help` and argument
     # errors answer at once.
     "worldmodels.cli.main": "*",
