@@ -20,6 +20,7 @@ from tqdm import tqdm
 from envs import make_env
 from worldmodels.core import keys
 from worldmodels.core.config import EnvConfig
+from worldmodels.core.paths import writable_directory
 from worldmodels.data.datasets import EpisodeDatasetWriter
 from worldmodels.data.rows import steps_to_rows
 
@@ -100,7 +101,8 @@ def collect_command(domain: str, task: str, episodes: int, out, image_size: int 
 
     Runs ``episodes`` uniform-random-policy episodes of the DeepMind Control task
     (``envs.make_env`` with ``suite="dmc"``) and writes them to the dataset directory ``out``
-    (appending if it already holds a dataset).
+    (appending if it already holds a dataset). ``episodes < 1`` and an ``out`` that cannot be a
+    writable directory are refused (ValueError, one sentence) before the env is made.
 
     Args:
         image_size: rendered square side (PlaNet/Dreamer: 64).
@@ -111,8 +113,11 @@ def collect_command(domain: str, task: str, episodes: int, out, image_size: int 
     Returns:
         ``Path(out)``.
     """
+    if episodes < 1:
+        raise ValueError(f"--episodes must be an integer >= 1, got {episodes}.")
     config = EnvConfig(suite="dmc", domain=domain, task=task, image_size=image_size, action_repeat=action_repeat,
                        episode_length=episode_length)  # fmt: skip
+    writable_directory(out, "--out")  # before the env is made
     env = make_env(config, seed=seed)
     env_config = {"suite": "dmc", "domain": domain, "task": task, "image_size": image_size,
                   "camera": env.camera, "action_repeat": env.action_repeat, "episode_length": episode_length, "seed": seed}

@@ -17,6 +17,8 @@ def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize:
 
     Refuses, with one sentence each: a missing or unreadable file, NaN/inf values, a wrong number
     of channels, and a size different from the model's unless ``resize`` (then bilinear resize).
+    16-bit images, grey or colour, are reduced to 8 bits by keeping the high byte (what Pillow
+    does when it reads a 16-bit RGB PNG), so both kinds are accepted alike.
     """
     path = Path(path)
     c, h, w = image_shape
@@ -27,9 +29,13 @@ def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize:
             array = np.load(path)
         else:
             array = iio.imread(path)
-    except Exception as err:  # imageio/numpy raise many types for a bad file
-        raise ValueError(f"Could not read goal image {str(path)!r}: {err}") from err
+    except Exception as err:  # imageio/numpy raise many types (and a backend list) for a bad file
+        raise ValueError(
+            f"Could not read goal image {str(path)!r}: it is not a readable image (PNG, JPG, ... or a .npy array)."
+        ) from err
     array = np.asarray(array)
+    if array.dtype == np.uint16:  # 16-bit grey PNG (Pillow already reduces 16-bit RGB to 8 bits)
+        array = (array >> 8).astype(np.uint8)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise ValueError(f"Goal image {str(path)!r} contains NaN or inf values.")
@@ -37,7 +43,7 @@ def load_goal_image(path: str | Path, image_shape: tuple[int, int, int], resize:
             raise ValueError(f"Goal image {str(path)!r} is float with values outside [0, 1]; save it as uint8 or in [0, 1].")
         array = np.round(array * 255).astype(np.uint8)
     if array.dtype != np.uint8:
-        raise ValueError(f"Goal image {str(path)!r} has dtype {array.dtype}; expected 8-bit (uint8) pixels.")
+        raise ValueError(f"Goal image {str(path)!r} has dtype {array.dtype}; expected 8- or 16-bit pixels (or float in [0, 1]).")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3:

@@ -18,6 +18,8 @@ def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, pr
     Returns:
         ``{"returns": [...], "mean": float, "std": float}`` (population std; 0 for one episode).
     """
+    if episodes < 1:
+        raise ValueError(f"Evaluation needs at least 1 episode, got episodes={episodes}.")
     returns, frames = [], []
     for _ in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
         rollout = collect_episode(env, agent)

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from worldmodels.core.paths import writable_file
+
 CONTEXT_COLOR = (0, 255, 0)
 """border of frames the model has seen (posterior reconstructions)"""
 IMAGINED_COLOR = (255, 0, 0)
@@ -171,6 +173,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 10) -> Path:
     In a GIF, Pillow merges consecutive identical frames (adding their durations, so playback
     time is unchanged); open-loop grids never repeat a frame (the step number changes).
 
+    An unwritable path or another ending is refused (ValueError, one sentence) before ffmpeg starts.
     mp4 frames are padded with black to even height/width (yuv420p needs it). If ffmpeg
     fails, a ``.gif`` with the same stem is written instead (with a warning).
 
@@ -184,9 +187,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 10) -> Path:
     if frames.shape[-1] != 3:
         frames = to_rgb(frames.transpose(0, 3, 1, 2)[None].astype(np.float32))[0].transpose(0, 2, 3, 1)
         frames = frames.astype(np.uint8)
-    if path.suffix not in (".mp4", ".gif"):
-        raise ValueError(f"write_video writes .mp4 or .gif, got '{path.name}'.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_file(path, "video file", (".mp4", ".gif"))  # before ffmpeg: one sentence, not its stderr
     if path.suffix == ".mp4":
         pad = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
         try:
