@@ -11,16 +11,19 @@ from pathlib import Path
 
 import torch
 
-from envs.goals import goal_set_names, save_goal_images
+from envs.goals import goal_set_names, num_goals, save_goal_images
 from worldmodels.cli.imagine import imagine_run
 from worldmodels.core import keys
 from worldmodels.core.config import load_config
+from worldmodels.core.paths import writable_directory, writable_file
 from worldmodels.data.collect import collect_command, episode_steps
 from worldmodels.evaluation.goal_images import load_goal_image
 from worldmodels.evaluation.goal_sets import act_toward_goal, make_goal_set_env, run_goal_set
 from worldmodels.evaluation.returns import evaluate
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.methods import load_trained, train
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def train_command(args) -> int:
@@ -46,7 +49,24 @@ def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | Non
     return run_goal_set(trained.cfg, task_set, agent_for, episodes, video_dir)
 
 
+def check_video_path(video, folder: bool = False) -> None:
+    """Refuse an unwritable ``--video`` (a file, or with ``folder`` a folder) before any work starts."""
+    if video is None:
+        return
+    if folder:
+        writable_directory(video, "--video (a folder of per-goal videos with --goals)")
+    else:
+        writable_file(video, "--video", VIDEO_SUFFIXES)
+
+
+def no_task_reward_message(method: str) -> str:
+    """What to do with a run that learned without task reward (what eval measures by default)."""
+    return (f"This {method} run learned without task reward, so it is evaluated on goal images: "
+            f"pass --goals SET ({', '.join(goal_set_names())}).")  # fmt: skip
+
+
 def eval_command(args) -> int:
+    check_video_path(args.video, folder=bool(args.goals))
     if args.goals:
         result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
                                 video_dir=args.video, device=args.device, metric=args.metric)  # fmt: skip
@@ -54,10 +74,6 @@ def eval_command(args) -> int:
         return 0
     trained = load_trained(args.run_dir, device=args.device)
     cfg, env = trained.cfg, trained.env
-    if not trained.method.task_reward:
-        env.close()
-        raise ValueError(f"{cfg.method} learns without task reward, so its runs are evaluated on goal images: "
-                         f"pass --goals TASKSET ({', '.join(goal_set_names())}).")  # fmt: skip
     if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
         env.close()
         if args.planner:
@@ -66,6 +82,9 @@ def eval_command(args) -> int:
         (Path(args.run_dir) / "eval.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         return 0
+    if not (trained.method.task_reward and trained.model.has_reward):  # e.g. LEXA, or PLDM on a DMC task
+        env.close()
+        raise ValueError(no_task_reward_message(cfg.method))
     torch.manual_seed(args.seed)
     agent = trained.method.make_agent(cfg, trained.model, trained.behaviour, explore=False)
     result = evaluate(env, agent, args.episodes, video_path=args.video, progress=True)
@@ -87,15 +106,13 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
     task set, in which case success is measured from the true state. Planning methods plan toward
     the goal's latent (CEM/MPPI); LEXA runs act with their achiever.
     """
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be an integer >= 1, got {steps}.")
+    task_set, goal_index = parse_goal(goal)
+    check_video_path(video_path)
     trained = load_trained(run_dir, device=device)
     cfg, env, model = trained.cfg, trained.env, trained.model
-    task_set, goal_index = None, None
-    if not Path(goal).exists() and ":" in goal:
-        task_set, index = goal.split(":", 1)
-        if not index.strip().lstrip("-").isdigit():
-            env.close()
-            raise ValueError(f"--goal {goal!r}: the goal index after ':' must be an integer, e.g. {task_set}:3.")
-        goal_index = int(index)
+    if task_set is not None:
         env.close()
         env = make_goal_set_env(cfg, task_set, goal_index)
         goal_pixels = env.reset()[keys.GOAL_PIXELS]
@@ -107,6 +124,24 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
                                video_path)  # fmt: skip
     finally:
         env.close()
+
+
+def parse_goal(goal: str) -> tuple[str | None, int | None]:
+    """``--goal``: ``(None, None)`` for an image file, ``(task set, index)`` for ``TASKSET:INDEX``.
+
+    Raises ValueError (one sentence) for a missing file that is no ``TASKSET:INDEX`` either, an
+    unknown task set, or an index that is not an integer in the set's range.
+    """
+    if Path(goal).exists() or ":" not in goal:
+        return None, None  # an image file (load_goal_image says if it is missing or unreadable)
+    task_set, index = goal.split(":", 1)
+    if task_set not in goal_set_names():
+        raise ValueError(f"--goal {goal!r} is neither an existing image file nor TASKSET:INDEX with a goal task set "
+                         f"({', '.join(goal_set_names())}).")  # fmt: skip
+    last = num_goals(task_set) - 1
+    if not (index.strip().isdigit() and int(index) <= last):
+        raise ValueError(f"--goal {goal!r}: the goal index after ':' must be an integer 0..{last}, e.g. {task_set}:3.")
+    return task_set, int(index)
 
 
 def plan_command(args) -> int:
@@ -126,6 +161,7 @@ def imagine_command(args) -> int:
 def goals_command(args) -> int:
     if args.task_set not in goal_set_names():
         raise ValueError(f"Unknown goal task set {args.task_set!r}; allowed: {', '.join(goal_set_names())}.")
+    writable_directory(args.out, "--out")
     for path in save_goal_images(args.task_set, args.out, image_size=args.image_size):
         print(path)
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tensordict import TensorDict
 
+from worldmodels.core.paths import writable_directory, writable_file
 from worldmodels.data.collect import collect_episode
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.data.rows import steps_to_rows
@@ -78,6 +79,8 @@ def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45,
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}.")
     run_dir = Path(run_dir)
+    if out is not None:
+        writable_file(out, "--out", (".mp4", ".gif"))  # before the work, not after it
     trained = load_trained(run_dir, device=device)
     cfg, env, model = trained.cfg, trained.env, trained.model
     length = context + horizon
@@ -89,8 +92,7 @@ def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45,
         raise ValueError(f"source must be 'random' or 'replay', got {source!r}.")
     env.close()
     probe = None if model.has_decoder else load_or_train_probe(trained, run_dir, steps=probe_steps)
-    out = Path(out) if out else run_dir / "videos" / "openloop.mp4"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else writable_directory(run_dir / "videos", "the run's videos folder") / "openloop.mp4"
     batch = batch.to(model.device)
     with torch.no_grad():
         return imagine_report(model, batch, out, context=context, horizon=horizon, probe=probe)
