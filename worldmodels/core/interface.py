@@ -30,6 +30,15 @@ Contract (all shapes batch-major; keys from ``worldmodels/keys.py``):
   ``posterior`` the detached posterior states ``[B, T]`` (actor-critics start from them);
   ``embed`` the detached encoder embeddings ``[B, T, E]`` when ``has_embedding``, else None.
 
+Requirements every model meets (``check_world_model`` names the one that is broken):
+
+* float32 throughout: actions are float32 ``[..., A]`` in [-1, 1], features, rewards and decoded
+  images float32 (call ``model.float()`` on a float64 model); pixels stay uint8;
+* at least one parameter (``WorldModel.device`` is the device of the first one);
+* ``imagine(state, actions)`` returns the given actions unchanged under ``ACTION``;
+* a declared capability (``has_decoder=True``, ...) is implemented, an undeclared one raises
+  :class:`CapabilityError`.
+
 Models are stateless: the belief lives in the caller (agents), never in the model.
 The capabilities ``has_reward`` / ``has_decoder`` / ``has_continuation`` / ``has_embedding`` are
 declared up front (class or instance attributes), so that consumers read the flag and can refuse a
@@ -150,40 +159,54 @@ class WorldModel(nn.Module, abc.ABC):
 
     def reward(self, state: TensorDict) -> Tensor:
         """Predicted reward ``[..., 1]``. Only models with ``has_reward``."""
-        raise CapabilityError(
-            f"{type(self).__name__} has no reward head; use a goal objective or a model trained with rewards."
+        raise self._missing(
+            "has_reward", "reward", "has no reward head; use a goal objective or a model trained with rewards."
         )
 
     def decode(self, state: TensorDict) -> Tensor:
         """Reconstructed image ``[..., C, H, W]`` in [0, 1]. Only models with ``has_decoder``."""
-        raise CapabilityError(
-            f"{type(self).__name__} has no decoder; visualise it through a probe decoder (worldmodels.viz.openloop)."
+        raise self._missing(
+            "has_decoder", "decode",
+            "has no decoder; visualise it through a probe decoder (worldmodels.viz.openloop).",
         )
 
     def continuation(self, state: TensorDict) -> Tensor:
         """Probability of not terminating ``[..., 1]`` in [0, 1]. Only models with ``has_continuation``."""
-        raise CapabilityError(
-            f"{type(self).__name__} has no continuation head (has_continuation=False); discount with a constant gamma."
+        raise self._missing(
+            "has_continuation", "continuation",
+            "has no continuation head (has_continuation=False); discount with a constant gamma.",
         )
 
     @property
     def embed_dim(self) -> int:
         """E, size of the encoder embedding of one image. Only models with ``has_embedding``."""
-        raise self._no_embedding()
+        raise self._no_embedding("embed_dim")
 
     def embed(self, pixels: Tensor) -> Tensor:
         """Encoder embeddings of uint8 images ``[..., C, H, W]`` -> ``[..., E]``. Only models with ``has_embedding``."""
-        raise self._no_embedding()
+        raise self._no_embedding("embed")
 
     def features_from_embed(self, embed: Tensor) -> Tensor:
         """Features of the posterior of embeddings ``[N, E]`` from the initial state -> ``[N, feature_dim]``.
         Only models with ``has_embedding``."""
-        raise self._no_embedding()
+        raise self._no_embedding("features_from_embed")
 
-    def _no_embedding(self) -> CapabilityError:
-        return CapabilityError(
-            f"{type(self).__name__} has no image embedding (has_embedding=False); use a model with an encoder embedding."
+    def _no_embedding(self, method: str) -> CapabilityError:
+        return self._missing(
+            "has_embedding", method,
+            "has no image embedding (has_embedding=False); use a model with an encoder embedding.",
         )
+
+    def _missing(self, flag: str, method: str, undeclared: str) -> CapabilityError:
+        """The error of a capability method the subclass did not implement: ``undeclared`` (a sentence
+        after the class name) when the flag is False, and, when the model declares it, that it did not
+        implement it (a broken model, not a missing capability)."""
+        name = type(self).__name__
+        if getattr(self, flag):
+            return CapabilityError(
+                f"{name} declares {flag}=True but does not implement {method}(); implement it or set {flag}=False."
+            )
+        return CapabilityError(f"{name} {undeclared}")
 
     @abc.abstractmethod
     def loss(self, batch: TensorDict) -> LossOutput:
@@ -192,13 +215,37 @@ class WorldModel(nn.Module, abc.ABC):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """The device of the first parameter (the contract requires at least one)."""
+        first = next(self.parameters(), None)
+        if first is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no parameters, so its device is unknown; a WorldModel needs at least one "
+                "parameter (nn.Parameter)."
+            )
+        return first.device
 
 
 def _expect_shape(what: str, tensor: Tensor, expected: Sequence[int]) -> None:
     """AssertionError naming ``what``, the expected and the actual shape, unless they match."""
+    if not isinstance(tensor, Tensor):
+        raise AssertionError(f"{what} must be a tensor of shape {list(expected)}, got {type(tensor).__name__}.")
     if tuple(tensor.shape) != tuple(expected):
         raise AssertionError(f"{what} must have shape {list(expected)}, got {list(tensor.shape)}.")
+
+
+def _expect_batch(what: str, td: TensorDict, expected: Sequence[int]) -> None:
+    """AssertionError naming ``what``, the expected and the actual batch size of a TensorDict."""
+    if not isinstance(td, TensorDict):
+        raise AssertionError(f"{what} must return a TensorDict with batch size {list(expected)}, got {type(td).__name__}.")
+    if tuple(td.batch_size) != tuple(expected):
+        raise AssertionError(f"{what} must return batch size {list(expected)}, got {list(td.batch_size)}.")
+
+
+def _expect_key(what: str, td: TensorDict, key: str) -> Tensor:
+    """``td[key]``, or an AssertionError naming ``what`` and the keys it holds."""
+    if key not in td.keys():
+        raise AssertionError(f"{what} must hold the key {key!r} (keys.{key.upper()}), got keys {sorted(td.keys())}.")
+    return td[key]
 
 
 def _expect_capability_error(model: WorldModel, capability: str, call: Callable[[], object]) -> None:
@@ -210,14 +257,43 @@ def _expect_capability_error(model: WorldModel, capability: str, call: Callable[
     raise AssertionError(f"{type(model).__name__} declares {capability}=False but did not raise CapabilityError.")
 
 
+def _call_declared(model: WorldModel, flag: str, method: str, call: Callable[[], Tensor]) -> Tensor:
+    """``call()`` for a declared capability; AssertionError if it raises CapabilityError (declared,
+    not implemented)."""
+    try:
+        return call()
+    except CapabilityError as err:
+        raise AssertionError(
+            f"{type(model).__name__} declares {flag}=True but {method} raised CapabilityError ({err})."
+        ) from err
+
+
+def _check_parameters(model: WorldModel) -> torch.device:
+    """At least one parameter, all floating ones float32; -> the model's device."""
+    name = type(model).__name__
+    params = list(model.parameters())
+    if not params:
+        raise AssertionError(f"{name} has no parameters; the contract requires at least one (WorldModel.device).")
+    wrong = sorted({str(p.dtype) for p in params if p.is_floating_point() and p.dtype != torch.float32})
+    if wrong:
+        raise AssertionError(
+            f"{name} has {', '.join(wrong)} parameters; the contract requires float32 (actions are float32 "
+            "[..., A]); call model.float()."
+        )
+    return params[0].device
+
+
 def _check_continuation(model: WorldModel, imagined: TensorDict) -> None:
     """``continuation(imagined [B, H]) -> [B, H, 1]`` in [0, 1] iff ``has_continuation``."""
     if not model.has_continuation:
         _expect_capability_error(model, "has_continuation", lambda: model.continuation(imagined))
         return
-    cont = model.continuation(imagined)
+    cont = _call_declared(model, "has_continuation", "continuation", lambda: model.continuation(imagined))
     _expect_shape("continuation(imagine(...))", cont, [*imagined.batch_size, 1])
-    assert ((cont >= 0) & (cont <= 1)).all(), "continuation must be a probability in [0, 1]"
+    assert ((cont >= 0) & (cont <= 1)).all(), (
+        f"continuation(imagine(...)) must be a probability in [0, 1], got values in "
+        f"[{float(cont.min()):.3g}, {float(cont.max()):.3g}]"
+    )
 
 
 def _check_embedding(model: WorldModel, pixels: Tensor, out: LossOutput) -> None:
@@ -230,15 +306,15 @@ def _check_embedding(model: WorldModel, pixels: Tensor, out: LossOutput) -> None
             ("features_from_embed", lambda: model.features_from_embed(torch.zeros(b, 1, device=pixels.device))),
         ]:
             _expect_capability_error(model, f"has_embedding (calling {name})", call)
-        assert out.embed is None, "loss().embed must be None for models without has_embedding"
+        assert out.embed is None, f"loss().embed must be None for models without has_embedding, got {type(out.embed).__name__}"
         return
-    e = model.embed_dim
+    e = _call_declared(model, "has_embedding", "embed_dim", lambda: model.embed_dim)
     assert isinstance(e, int) and e >= 1, f"embed_dim must be a positive int, got {e!r}"
     _expect_shape("embed(pixels [B, C, H, W])", model.embed(pixels[:, 0]), [b, e])
     embed = model.embed(pixels)
     _expect_shape("embed(pixels [B, T, C, H, W])", embed, [b, t, e])
     _expect_shape("features_from_embed(embed [N, E])", model.features_from_embed(embed[:, 0]), [b, model.feature_dim])
-    assert out.embed is not None, "loss().embed must hold the batch's embeddings [B, T, E] (has_embedding=True)"
+    assert out.embed is not None, f"loss().embed must hold the batch's embeddings {[b, t, e]} (has_embedding=True), got None"
     _expect_shape("loss().embed", out.embed, [b, t, e])
     assert not out.embed.requires_grad, "loss().embed must be detached"
 
@@ -247,11 +323,14 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     """Assert the interface's shapes on a random tiny batch (used by every model's tests), including
     those of the declared capabilities, and that undeclared capabilities raise :class:`CapabilityError`.
 
+    Checks the requirements of the module docstring first: at least one parameter, float32
+    parameters (the checker feeds float32 actions), and ``imagine`` returning the actions unchanged.
+
     Raises AssertionError naming the method and the expected and actual shapes on any violation.
     """
+    device = _check_parameters(model)
     c, h, w = model.image_shape
-    a = model.action_dim
-    device = model.device
+    a, f = model.action_dim, model.feature_dim
     gen = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (batch, length, c, h, w), dtype=torch.uint8, generator=gen).to(device)
     prev_action = (torch.rand(batch, length, a, generator=gen) * 2 - 1).to(device)
@@ -260,40 +339,46 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     prev_action[:, 0] = 0
 
     init = model.initial_state(batch)
-    assert init.batch_size == torch.Size([batch]), f"initial_state batch {init.batch_size} != [{batch}]"
-    assert model.features(init).shape == (batch, model.feature_dim), "features(initial_state) shape"
+    _expect_batch(f"initial_state({batch})", init, [batch])
+    _expect_shape("features(initial_state)", model.features(init), [batch, f])
 
     post = model.observe(pixels, prev_action, is_first)
-    assert post.batch_size == torch.Size([batch, length]), f"observe -> {post.batch_size}"
-    feats = model.features(post)
-    assert feats.shape == (batch, length, model.feature_dim), f"features(observe) -> {tuple(feats.shape)}"
+    _expect_batch("observe(pixels [B, T, C, H, W], ...)", post, [batch, length])
+    _expect_shape("features(observe(...))", model.features(post), [batch, length, f])
     cont = model.observe(pixels, prev_action, torch.zeros_like(is_first), state=post[:, -1])
-    assert cont.batch_size == torch.Size([batch, length]), "observe(state=...) continuation"
+    _expect_batch("observe(..., state=states[:, -1])", cont, [batch, length])
 
     start = post[:, -1]
     actions = torch.rand(batch, horizon, a, generator=gen).to(device) * 2 - 1
     imag = model.imagine(start, actions)
-    assert imag.batch_size == torch.Size([batch, horizon]), f"imagine(actions) -> {imag.batch_size}"
-    assert torch.equal(imag[keys.ACTION], actions), "imagine must return the actions it was given"
-    assert model.features(imag).shape == (batch, horizon, model.feature_dim)
+    _expect_batch("imagine(state [B], actions [B, H, A])", imag, [batch, horizon])
+    returned = _expect_key("imagine(state, actions)", imag, keys.ACTION)
+    _expect_shape("imagine(state, actions)[ACTION]", returned, [batch, horizon, a])
+    assert returned.dtype == actions.dtype and torch.equal(returned, actions), (
+        f"imagine(state, actions) must return the float32 actions [B, H, A] it was given unchanged under ACTION, "
+        f"got {returned.dtype} values that differ"
+    )
+    _expect_shape("features(imagine(...))", model.features(imag), [batch, horizon, f])
 
-    def policy(f: Tensor) -> Tensor:
-        assert f.shape == (batch, model.feature_dim), f"policy got features {tuple(f.shape)}"
-        return torch.zeros(f.shape[0], a, device=f.device)
+    def policy(feats: Tensor) -> Tensor:
+        _expect_shape("the policy's input features inside imagine(state, policy, horizon)", feats, [batch, f])
+        return torch.zeros(feats.shape[0], a, device=feats.device)
 
     imag_p = model.imagine(start, policy, horizon)
-    assert imag_p.batch_size == torch.Size([batch, horizon]), f"imagine(policy) -> {imag_p.batch_size}"
-    assert imag_p[keys.ACTION].shape == (batch, horizon, a)
+    _expect_batch(f"imagine(state [B], policy, horizon={horizon})", imag_p, [batch, horizon])
+    _expect_shape("imagine(state, policy, horizon)[ACTION]", _expect_key("imagine(state, policy, horizon)", imag_p, keys.ACTION),
+                  [batch, horizon, a])  # fmt: skip
 
-    goal = model.embed_goal(pixels[:, 0])
-    assert goal.shape == (batch, model.feature_dim), f"embed_goal -> {tuple(goal.shape)}"
+    _expect_shape("embed_goal(pixels [B, C, H, W])", model.embed_goal(pixels[:, 0]), [batch, f])
 
     if model.has_reward:
-        _expect_shape("reward(imagine(...))", model.reward(imag), [batch, horizon, 1])
+        reward = _call_declared(model, "has_reward", "reward", lambda: model.reward(imag))
+        _expect_shape("reward(imagine(...))", reward, [batch, horizon, 1])
     else:
         _expect_capability_error(model, "has_reward", lambda: model.reward(imag))
     if model.has_decoder:
-        _expect_shape("decode(imagine(...))", model.decode(imag), [batch, horizon, c, h, w])
+        decoded = _call_declared(model, "has_decoder", "decode", lambda: model.decode(imag))
+        _expect_shape("decode(imagine(...))", decoded, [batch, horizon, c, h, w])
     else:
         _expect_capability_error(model, "has_decoder", lambda: model.decode(imag))
     _check_continuation(model, imag)
@@ -311,9 +396,12 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
         batch_size=[batch, length],
     )
     out = model.loss(batch_td)
-    assert isinstance(out, LossOutput), "loss() must return LossOutput"
-    assert out.loss.dim() == 0 and torch.isfinite(out.loss), f"loss must be a finite scalar, got {out.loss}"
-    assert out.posterior.batch_size == torch.Size([batch, length]), "loss().posterior batch"
+    assert isinstance(out, LossOutput), f"loss() must return LossOutput, got {type(out).__name__}"
+    _expect_shape("loss().loss", out.loss, [])
+    assert torch.isfinite(out.loss), f"loss().loss must be finite, got {out.loss.item()}"
+    _expect_batch("loss().posterior", out.posterior, [batch, length])
     for k, v in out.metrics.items(include_nested=True, leaves_only=True):
-        assert v.dim() == 0 and not v.requires_grad, f"metric {k} must be a detached scalar"
+        assert v.dim() == 0 and not v.requires_grad, (
+            f"metric {k} must be a detached scalar, got shape {list(v.shape)} (requires_grad={v.requires_grad})"
+        )
     _check_embedding(model, pixels, out)
