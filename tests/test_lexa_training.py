@@ -195,7 +195,7 @@ def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
     with pytest.raises(ValueError, match="domain"):
         evaluate_goals(run_dir, "point_mass")
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 2  # no task reward: eval needs --goals
-    assert "pass --goals TASKSET" in capsys.readouterr().err
+    assert "pass --goals SET" in capsys.readouterr().err
 
 
 def test_resumed_behaviour_state_matches(tmp_path):

@@ -54,7 +54,7 @@ def check_video_path(video, folder: bool = False) -> None:
     if video is None:
         return
     if folder:
-        writable_directory(video, "--video (a folder of per-goal videos with --goals)")
+        writable_directory(video, "--video")  # with --goals: a folder of per-goal videos
     else:
         writable_file(video, "--video", VIDEO_SUFFIXES)
 

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_positive_int, default=5,
                    help="episodes to run (with --goals: episodes per goal) (default: 5)")  # fmt: skip
     p.add_argument("--video", help="write an mp4 (or, with --goals, a folder of per-goal videos)")
-    p.add_argument("--goals", help="goal task set: point_mass, reacher, roboyoga_walker, roboyoga_quadruped")
+    p.add_argument("--goals", metavar="SET", help="goal task set: point_mass, reacher, roboyoga_walker, roboyoga_quadruped")
     p.add_argument("--planner", choices=["cem", "mppi"], default=None,
                    help="how the agent acts (default: the run's config)")  # fmt: skip
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
@@ -131,7 +131,9 @@ class _DropLogRecord(logging.Filter):
 def _quiet_third_party() -> None:
     """Silence, for the command only, what says nothing to its user (after the library imported
     torchrl, which sets its logger's level when imported): dm_control's absl warning that cheetah's
-    XML uses the deprecated ``settotalmass`` attribute, and torchrl's INFO lines (its warnings stay)."""
+    XML uses the deprecated ``settotalmass`` attribute (a record of absl's logger, not a Python
+    warning, so a logging filter drops it and absl's other warnings stay), and torchrl's INFO lines
+    (written to stdout, inside the progress bar and the JSON a command prints; its warnings stay)."""
     absl = logging.getLogger("absl")
     if not any(isinstance(f, _DropLogRecord) for f in absl.filters):
         absl.addFilter(_DropLogRecord("'settotalmass' is deprecated"))
