@@ -219,3 +219,18 @@ def test_a_cheetah_command_prints_no_deprecation_or_info_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "settotalmass" not in done.stderr + done.stdout
     assert "[INFO]" not in done.stderr + done.stdout
+
+
+def test_package_sets_mujoco_gl_first_and_loads_its_reexports_on_first_use():
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('MUJOCO_GL', None)\n"
+        "import worldmodels\n"
+        "assert os.environ['MUJOCO_GL'] == 'egl'\n"
+        "assert 'torch' not in sys.modules, 'import worldmodels imported torch'\n"
+        "from worldmodels import WorldModel, check_world_model, load_config, keys\n"
+        "assert WorldModel.__module__ == 'worldmodels.core.interface' and keys.ACTION == 'action'\n"
+        "assert sorted(worldmodels.__all__) == sorted(n for n in dir(worldmodels) if n in worldmodels.__all__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
