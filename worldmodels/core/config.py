@@ -425,11 +425,16 @@ class CEMConfig:
     """lower bound on the refit std (PlaNet: 0)"""
     exploration_noise: float = 0.3
     """Gaussian noise added to the executed action while collecting (PlaNet: 0.3; eval 0)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
 
     def __post_init__(self):
         _check(self.horizon >= 1, "cem.horizon", self.horizon, ">= 1")
         _check(self.iterations >= 1, "cem.iterations", self.iterations, ">= 1")
         _check(1 <= self.top_k <= self.candidates, "cem.top_k", self.top_k, f"1..candidates ({self.candidates})")
+        _check_max_norm(self.max_norm, "cem.max_norm")
 
 
 @dataclass(frozen=True)
@@ -450,6 +455,10 @@ class MPPIConfig:
     """shift the previous plan by one step (PLDM, TD-MPC2: True)"""
     exploration_noise: float = 0.3
     """Gaussian noise added to the executed action while collecting (0 at eval)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
 
     def __post_init__(self):
         _check(self.horizon >= 1, "mppi.horizon", self.horizon, ">= 1")
@@ -457,6 +466,11 @@ class MPPIConfig:
         _check(self.samples >= 2, "mppi.samples", self.samples, ">= 2")
         _check(self.temperature > 0, "mppi.temperature", self.temperature, "> 0")
         _check(self.noise_std > 0, "mppi.noise_std", self.noise_std, "> 0")
+        _check_max_norm(self.max_norm, "mppi.max_norm")
+
+
+def _check_max_norm(value: Optional[float], name: str) -> None:
+    _check(value is None or value > 0, name, value, "null or > 0")
 
 
 @dataclass(frozen=True)
