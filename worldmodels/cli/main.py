@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--video", help="write an mp4 (or, with --goals, a folder of per-goal videos)")
     p.add_argument("--goals", help="goal task set: point_mass, reacher, roboyoga_walker, roboyoga_quadruped")
-    p.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None)
     p.add_argument("--metric", choices=["cosine", "l2"], default=None,
                    help="latent distance to the goal when planning (default: l2 for pldm, cosine otherwise)")
     p.add_argument("--seed", type=int, default=0)
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="plan toward a goal image with a trained model")
     p.add_argument("run_dir")
     p.add_argument("--goal", required=True, help="goal image (PNG/JPG), same size as the model's observations")
-    p.add_argument("--planner", choices=["cem", "mppi"], default=None)
+    p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None)
     p.add_argument("--metric", choices=["cosine", "l2"], default=None,
                    help="latent distance to the goal when planning (default: l2 for pldm, cosine otherwise)")
     p.add_argument("--steps", type=int, default=None, help="agent steps to act (default: one episode)")
