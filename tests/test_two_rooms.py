@@ -328,3 +328,23 @@ def test_goal_evaluation_shrinks_the_horizon_and_reports_the_protocol(monkeypatc
     assert result["episodes"] == 2 and 0.0 <= result["success_ci95"][0] <= result["success_ci95"][1] <= 1.0
     assert set(result["success_by_difficulty"]) == {"direct", "bend", "detour"}
     assert result["success_by_difficulty"]["direct"]["episodes"] == 1  # the same-room pair
+
+
+def test_door_passing_fraction_filters_crossings_like_pldm_wc0(tmp_path):
+    from envs.two_rooms_data import passes_door
+    from worldmodels.core.config import load_config
+    from worldmodels.training.offline import ensure_dataset
+
+    plain = generate_trajectories(400, n_steps=17, seed=3)
+    assert passes_door(plain.positions).mean() > 0.3
+    wc0 = generate_trajectories(400, n_steps=17, seed=3, door_passing_fraction=0.0)
+    assert wc0.positions.shape == (400, 17, 2) and not passes_door(wc0.positions).any()
+    assert abs(np.linalg.norm(wc0.actions[:, :-1], axis=-1).mean() - 1.0 / L.max_step) < 0.05  # PLDM step lengths
+    wc30 = generate_trajectories(400, n_steps=17, seed=3, door_passing_fraction=0.3)
+    assert passes_door(wc30.positions).sum() == 120
+    with pytest.raises(ValueError, match="door-passing"):
+        generate_trajectories(50, n_steps=5, mode="random", seed=0, door_passing_fraction=1.0)
+    cfg = load_config(None, ["method=pldm", "env.suite=two_rooms", "offline.n_trajectories=40", "offline.n_steps=9",
+                             "offline.door_passing_fraction=0.0", f"offline.dataset_dir={tmp_path}"])  # fmt: skip
+    data = ensure_dataset(cfg, tmp_path)
+    assert data is not None and (tmp_path / "two_rooms_generator.json").read_text().count('"door_passing_fraction": 0.0')

@@ -277,6 +277,9 @@ class OfflineConfig:
     """fraction of good trajectories replaced by random ones (PLDM noise mixtures 0 .. 0.16)"""
     cross_wall_rate: Optional[float] = None
     """fraction of good trajectories that pass the door; None = 0.6 (PLDM good_quality_data.yaml)"""
+    door_passing_fraction: Optional[float] = None
+    """resample the generated data so exactly this fraction of trajectories passes the door (PLDM
+    select_wc.py); 0.0 = PLDM's "no door-passing trajectories" set wc0; None = as generated"""
     dmc_episodes: int = 100
     """random-policy episodes to collect for DMC suites"""
     data_seed: int = 0
@@ -300,6 +303,8 @@ class OfflineConfig:
         _check(0.0 <= self.random_fraction <= 1.0, "offline.random_fraction", self.random_fraction, "in [0, 1]")
         _check(self.cross_wall_rate is None or 0.0 <= self.cross_wall_rate <= 1.0, "offline.cross_wall_rate",
                self.cross_wall_rate, "null or in [0, 1]")  # fmt: skip
+        _check(self.door_passing_fraction is None or 0.0 <= self.door_passing_fraction <= 1.0,
+               "offline.door_passing_fraction", self.door_passing_fraction, "null or in [0, 1]")  # fmt: skip
         _check(self.dmc_episodes >= 1, "offline.dmc_episodes", self.dmc_episodes, ">= 1")
         _check(self.updates >= 0, "offline.updates", self.updates, ">= 0")
         _check(self.log_every >= 1, "offline.log_every", self.log_every, ">= 1")
