@@ -328,6 +328,11 @@ def test_goal_evaluation_shrinks_the_horizon_and_reports_the_protocol(monkeypatc
     assert result["episodes"] == 2 and 0.0 <= result["success_ci95"][0] <= result["success_ci95"][1] <= 1.0
     assert set(result["success_by_difficulty"]) == {"direct", "bend", "detour"}
     assert result["success_by_difficulty"]["direct"]["episodes"] == 1  # the same-room pair
+    horizons.clear()
+    shrinking = load_config(None, ["method=pldm", "env.suite=two_rooms", "planner=cem", "offline.eval_shrink_horizon=true",
+                                   *TINY["pldm"]])  # fmt: skip
+    evaluate_goal_reaching(shrinking, model, planner_config=planner, starts=starts, goals=goals, steps=2)
+    assert horizons == [2, 1]
 
 
 def test_door_passing_fraction_filters_crossings_like_pldm_wc0(tmp_path):

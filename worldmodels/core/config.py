@@ -296,6 +296,8 @@ class OfflineConfig:
     """start/goal pairs per evaluation (PLDM: 100 envs); 0 = no evaluation"""
     eval_seed: int = 42
     """seed of the evaluation start/goal sampler (PLDM: 42)"""
+    eval_shrink_horizon: bool = False
+    """plan min(steps_left, planner horizon) steps in goal evaluations (PLDM: min(steps_left, 96))"""
 
     def __post_init__(self):
         _check(self.n_trajectories >= 1, "offline.n_trajectories", self.n_trajectories, ">= 1")

@@ -125,7 +125,7 @@ def success_by_difficulty(success: np.ndarray, start: np.ndarray, goal: np.ndarr
 def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, planner_config=None,
                            seed: int | None = None, steps: int | None = None, starts: np.ndarray | None = None,
                            goals: np.ndarray | None = None, progress: bool = False,
-                           shrink_horizon: bool = False) -> dict:  # fmt: skip
+                           shrink_horizon: bool | None = None) -> dict:  # fmt: skip
     """Plan toward goal images in Two Rooms and measure success from the true positions.
 
     Args:
@@ -138,7 +138,8 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
         steps: episode length (default ``cfg.env.episode_length``; PLDM: 200).
         starts, goals: explicit pairs ``[N, 2]`` px instead of sampled ones (e.g.
             :func:`sample_same_room_pairs`).
-        shrink_horizon: plan ``min(steps_left, H)`` steps at each step (PLDM: H = 96); else H always.
+        shrink_horizon: plan ``min(steps_left, H)`` steps at each step (PLDM: H = 96); else H always
+            (default ``cfg.offline.eval_shrink_horizon``).
 
     Returns:
         dict with ``success_rate`` (fraction), ``success_ci95`` (Wilson 95 % interval),
@@ -166,6 +167,7 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
     success_step = np.full(n, np.nan)
     crossed = np.zeros(n, dtype=bool)
     horizon = agent.planner.config.horizon
+    shrink_horizon = cfg.offline.eval_shrink_horizon if shrink_horizon is None else shrink_horizon
     for step in tqdm(range(steps), desc="goal eval", disable=not progress, leave=False):
         if shrink_horizon:
             agent.horizon = min(steps - step, horizon)
