@@ -112,6 +112,18 @@ def random_policy_success(start: np.ndarray, goal: np.ndarray, steps: int = 200,
     return float(done.mean())
 
 
+def flat_protocol(success: np.ndarray, start: np.ndarray, goal: np.ndarray, image_size: int = 64) -> dict:
+    """The interval and the difficulty table as flat scalars: ``success_ci95_low/high``,
+    ``episodes_{bin}``, ``success_rate_{bin}``, ``success_ci95_low_{bin}``, ``success_ci95_high_{bin}``."""
+    low, high = wilson_interval(int(np.sum(success)), len(success))
+    out = {"success_ci95_low": low, "success_ci95_high": high}
+    for name, row in success_by_difficulty(success, start, goal, image_size).items():
+        out[f"episodes_{name}"] = row["episodes"]
+        out[f"success_rate_{name}"] = row["success_rate"]
+        out[f"success_ci95_low_{name}"], out[f"success_ci95_high_{name}"] = row["ci95"]
+    return out
+
+
 def success_by_difficulty(success: np.ndarray, start: np.ndarray, goal: np.ndarray, image_size: int = 64) -> dict:
     """Per :data:`DIFFICULTY_BINS` bin: ``{name: {"episodes", "success_rate", "ci95"}}`` (rate nan when empty)."""
     names, success = difficulty_of(start, goal, image_size), np.asarray(success, dtype=bool)
@@ -142,8 +154,9 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
             (default ``cfg.offline.eval_shrink_horizon``).
 
     Returns:
-        dict with ``success_rate`` (fraction), ``success_ci95`` (Wilson 95 % interval),
-        ``success_by_difficulty`` (:func:`success_by_difficulty`), ``mean_final_distance`` (px,
+        a flat dict of numbers (loggable as scalars): ``success_rate`` (fraction),
+        ``success_ci95_low`` / ``success_ci95_high`` (Wilson 95 %), per difficulty bin ``episodes_{bin}``
+        and ``success_rate_{bin}`` (nan when empty; :func:`flat_protocol`), ``mean_final_distance`` (px,
         Euclidean), ``mean_initial_distance`` (px), ``mean_success_steps`` (over successes; nan if
         none), ``cross_wall_rate`` (fraction of episodes that changed room), ``random_success_rate``
         (uniform random actions from the same pairs with the planner's ``max_norm``: chance level)
@@ -185,8 +198,7 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
     max_norm = agent.planner.config.max_norm
     return {
         "success_rate": float(done.mean()),
-        "success_ci95": wilson_interval(int(done.sum()), n),
-        "success_by_difficulty": success_by_difficulty(done, starts, goals, cfg.env.image_size),
+        **flat_protocol(done, starts, goals, cfg.env.image_size),
         "mean_final_distance": float(np.linalg.norm(pos - goals, axis=-1).mean()),
         "mean_initial_distance": float(np.linalg.norm(starts - goals, axis=-1).mean()),
         "mean_success_steps": float(np.nanmean(success_step)) if done.any() else float("nan"),
