@@ -36,6 +36,28 @@ def make_planner(cfg: RunConfig, model: WorldModel, objective, name: str | None 
     return PLANNERS[name](model, objective, config or getattr(cfg, name))
 
 
+def sequences_per_plan(name: str, config) -> int:
+    """Action sequences imagined per state in one steady-state ``plan`` call (each ``H`` steps): the
+    compute axis for comparing planners. CEM ``iterations * candidates``; MPPI ``iterations * samples``;
+    iCEM sum_i N_i + the reused elites + the mean (warm, i.e. after an episode's first step);
+    gradient ``(iterations + 1) * restarts`` forward passes, each of the first ``iterations`` also
+    with a backward pass (roughly 2x a forward)."""
+    if name == "cem":
+        return config.iterations * config.candidates
+    if name == "mppi":
+        return config.iterations * config.samples
+    if name == "icem":
+        reused, total, population = int(config.fraction_elites_reused * config.elites), 0, config.population
+        for i in range(config.iterations):
+            population = population if i == 0 else max(2 * config.elites, int(population / config.population_decay))
+            extras = reused * ((i == 0 and config.shift_elites_over_time) + (i > 0 and config.keep_previous_elites))
+            total += population + extras + (i == config.iterations - 1 and config.use_mean_actions)
+        return total
+    if name == "gradient":
+        return (config.iterations + 1) * config.restarts
+    raise ValueError(f"Unknown planner {name!r}; allowed: {', '.join(PLANNERS)}.")
+
+
 def planning_agent(cfg: RunConfig, model: WorldModel, objective=None, explore: bool = False,
                    name: str | None = None, config=None) -> PlanningAgent:  # fmt: skip
     """MPC agent planning toward ``objective`` (default: predicted reward, PlaNet); ``explore`` adds

@@ -17,7 +17,7 @@ from planners import (
     RewardObjective,
     SumObjective,
 )
-from planners.builder import PLANNERS, make_planner
+from planners.builder import PLANNERS, make_planner, sequences_per_plan
 from planners.icem import colored_noise
 from planners.population import bound_actions, expand_states, shift_plan
 from tests.toy_model import ToyModel
@@ -513,3 +513,15 @@ def test_every_planner_plans_toward_goals_with_every_model(method, planner):
         with torch.inference_mode():
             plan = reward_planner.plan(agent.belief)
         assert plan.shape == (2, 3, 2) and plan.isfinite().all()
+
+
+@pytest.mark.parametrize("name", sorted(TINY_PLANNERS))
+def test_sequences_per_plan_counts_what_imagine_sees(name):
+    model = make_model()
+    config = {"cem": CEM_SMALL, "mppi": MPPI_SMALL, "icem": ICEMConfig(horizon=4, iterations=4, population=100, elites=10),
+              "gradient": GRADIENT_SMALL}[name]  # fmt: skip
+    planner = make_planner(load_config(None, []), model, RewardObjective(model), name=name, config=config)
+    planner.plan(start_state())
+    model.calls.clear()
+    planner.plan(start_state())  # steady state (iCEM: with the previous step's elites)
+    assert sum(model.calls) == 3 * sequences_per_plan(name, config)
