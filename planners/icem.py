@@ -8,7 +8,14 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from planners.population import bound_actions, check_state, expand_states, fit_horizon, resolve_horizon, score_population
+from planners.population import (
+    bound_actions,
+    check_state,
+    expand_states,
+    fit_horizon,
+    resolve_horizon,
+    score_population,
+)
 from worldmodels.core.config import ICEMConfig
 from worldmodels.core.interface import WorldModel
 
@@ -140,7 +147,8 @@ class ICEMPlanner:
             if i > 0:
                 population = max(2 * k, int(population / cfg.population_decay))
             parts = [self._sample(mean, std, population)]
-            if i == 0 and cfg.shift_elites_over_time and reused > 0 and self.elites is not None and bool(remembered.any()):
+            carry = cfg.shift_elites_over_time and reused > 0 and self.elites is not None and bool(remembered.any())
+            if i == 0 and carry:
                 parts.append(self._shifted_elites(mean, std, remembered, min(reused, self.elites.shape[1])))
             if i > 0 and cfg.keep_previous_elites and reused > 0:
                 parts.append(elites[:, :reused])

@@ -19,9 +19,9 @@ class MPPIPlanner:
 
     1. mean mu = previous plan shifted by one step, zero-padded (``warm_start``), else zeros,
     2. for ``iterations`` rounds: sample ``samples`` sequences a^i = clip(mu + eps^i, -1, 1) with
-       eps ~ N(0, noise_std^2) (each step's norm then capped at ``max_norm`` when set), imagine all ``B * samples`` in ONE ``model.imagine`` call, score
-       J^i, weights w^i = softmax(J^i / temperature) (max subtracted, numerically stable),
-       mu = sum_i w^i a^i,
+       eps ~ N(0, noise_std^2) (each step's norm then capped at ``max_norm`` when set), imagine all
+       ``B * samples`` in ONE ``model.imagine`` call, score J^i, weights
+       w^i = softmax(J^i / temperature) (max subtracted, numerically stable), mu = sum_i w^i a^i,
     3. return mu ``[B, H, A]``; the agent executes ``[:, 0]``.
 
     Args:
