@@ -14,7 +14,12 @@ varying quality. The variants, all reproduced here (vectorised over trajectories
 * **random** -- ``action_angle_noise`` 1e6, i.e. a uniform heading every step; same lengths.
 * **noise mixtures** -- ``random_fraction`` f replaces a fraction f of the good trajectories with
   random ones (``combine_two_datasets.py --fraction f``).
-* **wall-crossing subsets** -- ``crosses_wall(positions)`` selects trajectories (``select_wc.py``).
+* **wall-crossing subsets** -- ``door_passing_fraction`` w resamples the dataset so that exactly a
+  fraction w of its N trajectories pass the door (``passes_door``: x goes below ``wall_left`` and
+  above ``wall_right``, PLDM's ``x < 31`` and ``x > 33``), drawn from a larger pool generated with
+  the same settings (``select_wc.py``); PLDM's "no door-passing trajectories" set ``wc0`` is w = 0,
+  which *filters out* crossings (``cross_wall_rate=0`` only stops building them: random walks still
+  cross). ``crosses_wall(positions)`` tells which trajectories change room.
 
 Step lengths are pixels; actions are returned in the env's units, ``px / 2.45`` (``max_step``),
 so ``TwoRoomsEnv`` replays them exactly. Collisions use ``envs.two_rooms.move`` (stop at the wall,
@@ -150,6 +155,7 @@ def generate_trajectories(
     step_max: float = 1.8,
     layout: TwoRoomsLayout = DEFAULT_LAYOUT,
     seed: int = 0,
+    door_passing_fraction: float | None = None,
 ) -> TwoRoomsTrajectories:
     """Generate PLDM-style offline Two Rooms trajectories (see the module docstring).
 
@@ -165,6 +171,8 @@ def generate_trajectories(
         step_mean, step_std, step_min, step_max: truncated-normal step length in px (PLDM: 1.0, 0.4, 0.2, 1.8).
         layout: the arena.
         seed: seed of the generator.
+        door_passing_fraction: None keeps the trajectories as generated; w in [0, 1] returns N
+            trajectories of which ``int(N * w)`` pass the door (PLDM ``select_wc.py``; wc0: w = 0).
 
     Returns:
         ``TwoRoomsTrajectories(positions, actions)``, float32, Shapes: ``[N, T, 2]`` each.
@@ -180,6 +188,11 @@ def generate_trajectories(
             raise ValueError(f"{name} must be in [0, 1], got {value}.")
     if step_max > layout.max_step:
         raise ValueError(f"step_max {step_max} px exceeds the action range of {layout.max_step} px per step.")
+    if door_passing_fraction is not None:
+        return _select_door_passing(n_trajectories, door_passing_fraction, seed, dict(
+            n_steps=n_steps, mode=mode, action_angle_noise=action_angle_noise, cross_wall_rate=cross_wall_rate,
+            random_fraction=random_fraction, step_mean=step_mean, step_std=step_std, step_min=step_min,
+            step_max=step_max, layout=layout))  # fmt: skip
     rng = np.random.default_rng(seed)
     n, n_actions = int(n_trajectories), int(n_steps) - 1
     lengths = (step_mean, step_std, step_min, step_max)
@@ -208,6 +221,36 @@ def generate_trajectories(
     actions = np.zeros((n, n_actions + 1, 2))
     actions[:, :n_actions] = disp / layout.max_step
     return TwoRoomsTrajectories(positions.astype(np.float32), actions.astype(np.float32))
+
+
+def passes_door(positions: np.ndarray, layout: TwoRoomsLayout = DEFAULT_LAYOUT) -> np.ndarray:
+    """Whether each trajectory goes through the door, from left of the wall to right of it or back
+    (PLDM ``select_wc.py``: ``min x < 31`` and ``max x > 33``). Shapes: ``[N, T, 2] -> [N]``."""
+    x = positions[..., 0]
+    return (x.min(axis=1) < layout.wall_left) & (x.max(axis=1) > layout.wall_right)
+
+
+def _select_door_passing(n: int, fraction: float, seed: int, settings: dict, max_pool_factor: int = 64):
+    """``n`` trajectories, ``int(n * fraction)`` of them door-passing, drawn without replacement from
+    a pool generated with ``settings`` (grown until it holds enough of both kinds), shuffled."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"door_passing_fraction must be in [0, 1], got {fraction}.")
+    n_pass = int(n * fraction)
+    factor = 2
+    while True:
+        pool = generate_trajectories(n * factor, seed=seed, **settings)
+        passing = passes_door(pool.positions, settings["layout"])
+        if passing.sum() >= n_pass and (~passing).sum() >= n - n_pass:
+            break
+        if factor >= max_pool_factor:
+            raise ValueError(f"a pool of {n * factor} trajectories has {int(passing.sum())} door-passing ones; "
+                             f"{n_pass} of {n} were asked for: raise cross_wall_rate or lower door_passing_fraction.")  # fmt: skip
+        factor *= 2
+    rng = np.random.default_rng([seed, 1])
+    chosen = np.concatenate([rng.choice(np.flatnonzero(passing), n_pass, replace=False),
+                             rng.choice(np.flatnonzero(~passing), n - n_pass, replace=False)])  # fmt: skip
+    chosen = rng.permutation(chosen)
+    return TwoRoomsTrajectories(pool.positions[chosen], pool.actions[chosen])
 
 
 def crosses_wall(positions: np.ndarray, layout: TwoRoomsLayout = DEFAULT_LAYOUT) -> np.ndarray:

@@ -112,11 +112,20 @@ class _BeliefAgent:
 class PlanningAgent(_BeliefAgent):
     """Model-predictive agent: plan from the current belief, execute the first action.
 
+    The agent acts under ``torch.inference_mode``; the sampling planners plan inside it, the
+    gradient planner leaves it inside its own ``plan`` (it needs autograd through the model).
+
     Args:
         model: the world model (observe + whatever the planner uses).
-        planner: object with ``reset(batch_size)`` and ``plan(state[B]) -> [B,H,A]`` (CEM, MPPI).
+        planner: object with ``reset(batch_size)`` and ``plan(state[B]) -> [B,H,A]`` (CEM, MPPI, iCEM,
+            gradient), and ``plan(state, horizon=H)`` when :attr:`horizon` is set.
         action_dim: A; must match ``model.action_dim`` (default: read from the model).
         exploration_noise: std of Gaussian noise on executed actions (PlaNet: 0.3 collecting, 0 eval).
+
+    Attributes:
+        horizon: ``None`` (default) plans with the planner's configured horizon; an int makes every
+            following plan that long, so a caller can shrink it as an episode proceeds (PLDM:
+            ``agent.horizon = min(steps_left, 96)`` before each step).
 
     Example:
         >>> agent = PlanningAgent(model, CEMPlanner(model, RewardObjective(model), CEMConfig()), model.action_dim, 0.3)
@@ -127,6 +136,7 @@ class PlanningAgent(_BeliefAgent):
     def __init__(self, model: WorldModel, planner, action_dim: int | None = None, exploration_noise: float = 0.0):
         super().__init__(model, action_dim, exploration_noise)
         self.planner = planner
+        self.horizon: int | None = None
 
     def reset(self, batch_size: int | None = None) -> None:
         super().reset(batch_size)
@@ -136,7 +146,9 @@ class PlanningAgent(_BeliefAgent):
         self.planner.reset(entries.shape[0], entries=entries)  # no stale warm start for new episodes
 
     def _choose(self, state: TensorDict) -> Tensor:
-        return self.planner.plan(state)[:, 0]  # [B,A]
+        if self.horizon is None:
+            return self.planner.plan(state)[:, 0]  # [B,A]
+        return self.planner.plan(state, horizon=self.horizon)[:, 0]  # [B,A]
 
 
 class PolicyAgent(_BeliefAgent):

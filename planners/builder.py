@@ -1,6 +1,7 @@
 """A RunConfig's planner and planning agents: the one place a planner is assembled from a config.
 
-``cfg.planner`` names the planner (``cem`` or ``mppi``) and ``cfg.cem`` / ``cfg.mppi`` its settings;
+``cfg.planner`` names the planner (``cem``, ``mppi``, ``icem`` or ``gradient``) and ``cfg.cem`` /
+``cfg.mppi`` / ``cfg.icem`` / ``cfg.gradient`` its settings;
 the objective is the caller's (predicted reward by default, a goal distance for goal images).
 """
 
@@ -10,26 +11,50 @@ from torch import Tensor
 
 from planners.agents import PlanningAgent
 from planners.cem import CEMPlanner
+from planners.gradient import GradientPlanner
+from planners.icem import ICEMPlanner
 from planners.mppi import MPPIPlanner
 from planners.objectives import GoalDistanceObjective, Metric, RewardObjective, Steps
 from worldmodels.core.config import RunConfig
 from worldmodels.core.interface import WorldModel
 
-PLANNERS = ("cem", "mppi")
+PLANNERS = {"cem": CEMPlanner, "mppi": MPPIPlanner, "icem": ICEMPlanner, "gradient": GradientPlanner}
+"""Planner name (``cfg.planner``, the CLI's ``--planner``) -> class; its settings are ``cfg.<name>``."""
 
 
 def make_planner(cfg: RunConfig, model: WorldModel, objective, name: str | None = None, config=None):
-    """CEM or MPPI toward ``objective``.
+    """The planner ``name`` toward ``objective``; each has ``reset`` and ``plan(state[B], horizon=None)``.
 
     Args:
-        name: ``"cem"`` or ``"mppi"``; default ``cfg.planner``.
-        config: a ``CEMConfig`` / ``MPPIConfig`` instead of the run's ``cfg.cem`` / ``cfg.mppi``.
+        name: ``"cem"``, ``"mppi"``, ``"icem"`` or ``"gradient"``; default ``cfg.planner``.
+        config: a ``CEMConfig`` / ``MPPIConfig`` / ``ICEMConfig`` / ``GradientPlannerConfig`` instead of
+            the run's ``cfg.<name>``.
     """
     name = name or cfg.planner
+    if name not in PLANNERS:
+        raise ValueError(f"Unknown planner {name!r}; allowed: {', '.join(PLANNERS)}.")
+    return PLANNERS[name](model, objective, config or getattr(cfg, name))
+
+
+def sequences_per_plan(name: str, config) -> int:
+    """Action sequences imagined per state in one steady-state ``plan`` call (each ``H`` steps): the
+    compute axis for comparing planners. CEM ``iterations * candidates``; MPPI ``iterations * samples``;
+    iCEM sum_i N_i + the reused elites + the mean (warm, i.e. after an episode's first step);
+    gradient ``(iterations + 1) * restarts`` forward passes, each of the first ``iterations`` also
+    with a backward pass (roughly 2x a forward)."""
     if name == "cem":
-        return CEMPlanner(model, objective, config or cfg.cem)
+        return config.iterations * config.candidates
     if name == "mppi":
-        return MPPIPlanner(model, objective, config or cfg.mppi)
+        return config.iterations * config.samples
+    if name == "icem":
+        reused, total, population = int(config.fraction_elites_reused * config.elites), 0, config.population
+        for i in range(config.iterations):
+            population = population if i == 0 else max(2 * config.elites, int(population / config.population_decay))
+            extras = reused * ((i == 0 and config.shift_elites_over_time) + (i > 0 and config.keep_previous_elites))
+            total += population + extras + (i == config.iterations - 1 and config.use_mean_actions)
+        return total
+    if name == "gradient":
+        return (config.iterations + 1) * config.restarts
     raise ValueError(f"Unknown planner {name!r}; allowed: {', '.join(PLANNERS)}.")
 
 

@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from planners.population import WarmStart, check_state, expand_states, score_population
+from planners.population import WarmStart, bound_actions, check_state, expand_states, resolve_horizon, score_population
 from worldmodels.core.interface import WorldModel
 from worldmodels.core.config import MPPIConfig
 
@@ -19,9 +19,9 @@ class MPPIPlanner:
 
     1. mean mu = previous plan shifted by one step, zero-padded (``warm_start``), else zeros,
     2. for ``iterations`` rounds: sample ``samples`` sequences a^i = clip(mu + eps^i, -1, 1) with
-       eps ~ N(0, noise_std^2), imagine all ``B * samples`` in ONE ``model.imagine`` call, score
-       J^i, weights w^i = softmax(J^i / temperature) (max subtracted, numerically stable),
-       mu = sum_i w^i a^i,
+       eps ~ N(0, noise_std^2) (each step's norm then capped at ``max_norm`` when set), imagine all
+       ``B * samples`` in ONE ``model.imagine`` call, score J^i, weights
+       w^i = softmax(J^i / temperature) (max subtracted, numerically stable), mu = sum_i w^i a^i,
     3. return mu ``[B, H, A]``; the agent executes ``[:, 0]``.
 
     Args:
@@ -46,24 +46,28 @@ class MPPIPlanner:
         is True (their next plan starts from zeros, as at an episode start)."""
         self._warm.reset(entries)
 
-    def plan(self, state: TensorDict) -> Tensor:
+    def plan(self, state: TensorDict, horizon: int | None = None) -> Tensor:
         """Plan from ``state [B]``; returns the weighted mean sequence ``[B, H, A]`` in [-1, 1].
+
+        ``horizon`` overrides ``config.horizon`` for this call (PLDM: ``min(steps_left, 96)``); the
+        warm start is the previous plan minus its first step, cropped or zero-padded to it. The mean
+        of capped candidates obeys the cap too (the norm ball is convex).
 
         Runs under ``torch.inference_mode`` (planning only serves acting).
         """
         with torch.inference_mode():
-            return self._plan(state)
+            return self._plan(state, resolve_horizon(horizon, self.config.horizon))
 
-    def _plan(self, state: TensorDict) -> Tensor:
+    def _plan(self, state: TensorDict, h: int) -> Tensor:
         cfg = self.config
         b = check_state(state)
         device = self.model.device
         a = self.model.action_dim
         start = expand_states(state.to(device), cfg.samples)  # [B*S]
-        mean = self._warm.initial_mean(self.config.warm_start, (b, self.config.horizon, self.model.action_dim), device)  # [B,H,A]
+        mean = self._warm.initial_mean(self.config.warm_start, (b, h, a), device)  # [B,H,A]
         for _ in range(cfg.iterations):
-            noise = torch.randn(b, cfg.samples, cfg.horizon, a, device=device) * cfg.noise_std  # [B,S,H,A]
-            candidates = (mean[:, None] + noise).clamp_(-1.0, 1.0)  # [B,S,H,A]
+            noise = torch.randn(b, cfg.samples, h, a, device=device) * cfg.noise_std  # [B,S,H,A]
+            candidates = bound_actions(mean[:, None] + noise, cfg.max_norm)  # [B,S,H,A]
             scores = score_population(self.model, self.objective, start, candidates)  # [B,S]
             weights = torch.softmax(scores / cfg.temperature, dim=1)  # [B,S]; softmax subtracts the max
             mean = torch.einsum("bs,bsha->bha", weights, candidates)  # [B,H,A]

@@ -1,4 +1,4 @@
-"""Population helpers shared by the sampling planners (CEM, MPPI).
+"""Population helpers shared by the planners (CEM, MPPI, iCEM, gradient).
 
 A planner for ``B`` states keeps ``K`` candidate action sequences per state, ``[B, K, H, A]``,
 and evaluates all of them with ONE ``model.imagine`` call on ``N = B * K`` rows (row-major:
@@ -51,6 +51,37 @@ def shift_plan(plan: Tensor) -> Tensor:
     return torch.cat([plan[:, 1:], torch.zeros_like(plan[:, :1])], dim=1)
 
 
+def fit_horizon(plan: Tensor, horizon: int, pad: Tensor | None = None) -> Tensor:
+    """Crop ``plan [..., H', A]`` to its first ``horizon`` steps or extend it with ``pad`` steps
+    (default zeros; ``pad`` broadcasts to ``[..., horizon - H', A]``). Shapes: -> ``[..., horizon, A]``."""
+    steps = plan.shape[-2]
+    if steps >= horizon:
+        return plan[..., :horizon, :]
+    shape = (*plan.shape[:-2], horizon - steps, plan.shape[-1])
+    extra = plan.new_zeros(shape) if pad is None else pad.expand(shape)
+    return torch.cat([plan, extra], dim=-2)
+
+
+def bound_actions(actions: Tensor, max_norm: float | None = None) -> Tensor:
+    """Project actions into the planners' action set: each coordinate clipped to [-1, 1], then, with
+    ``max_norm``, each step's action vector scaled down to ``||a||_2 <= max_norm`` (direction kept,
+    PLDM's ``normalize_actions``). Out of place. Shapes: ``[..., A] -> [..., A]``."""
+    actions = actions.clamp(-1.0, 1.0)
+    if max_norm is None:
+        return actions
+    norm = torch.linalg.vector_norm(actions, dim=-1, keepdim=True)  # [...,1]
+    return actions * (max_norm / norm).clamp(max=1.0)
+
+
+def resolve_horizon(horizon: int | None, default: int) -> int:
+    """The horizon of one ``plan`` call: ``horizon`` when given (>= 1), else the config's ``default``."""
+    if horizon is None:
+        return default
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}.")
+    return int(horizon)
+
+
 class WarmStart:
     """The previous plan of a planner, kept to warm-start the next one (shifted by one step).
 
@@ -69,9 +100,12 @@ class WarmStart:
             self.plan = self.plan * (~entries.to(self.plan.device, torch.bool))[:, None, None]  # [B,H,A]
 
     def initial_mean(self, enabled: bool, shape: tuple[int, int, int], device: torch.device) -> Tensor:
-        """The shifted previous plan when ``enabled`` and its shape ``(B, H, A)`` still fits, else zeros."""
-        if enabled and self.plan is not None and tuple(self.plan.shape) == tuple(shape):
-            return shift_plan(self.plan.to(device))
+        """The previous plan without its executed first step, cropped or zero-padded to the horizon H
+        of ``shape (B, H, A)``, when ``enabled`` and B and A still fit; zeros otherwise. With the
+        same H this is :func:`shift_plan`; a horizon shrinking by one per step keeps every step."""
+        b, h, a = shape
+        if enabled and self.plan is not None and self.plan.shape[0] == b and self.plan.shape[-1] == a:
+            return fit_horizon(self.plan.to(device)[:, 1:], h)
         return torch.zeros(shape, device=device)  # [B,H,A]
 
 

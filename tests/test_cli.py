@@ -18,6 +18,8 @@ TINY_POINT_MASS = [
     "replay.batch_size=2", "replay.sequence_length=8", "replay.capacity=1000",
     "cem.horizon=3", "cem.candidates=16", "cem.top_k=4", "cem.iterations=2",
     "mppi.horizon=3", "mppi.samples=16", "mppi.iterations=2",
+    "icem.horizon=3", "icem.population=16", "icem.elites=4", "icem.iterations=2",
+    "gradient.horizon=3", "gradient.iterations=3", "gradient.restarts=2",
     "train.seed_episodes=2", "train.total_episodes=2", "train.updates_per_episode=2", "train.eval_every=0",
     "log.progress=false", "log.tensorboard=false", "device=cpu",
 ]
@@ -62,7 +64,7 @@ def _goal_png(run_dir, path, size=64, channels=3):
     return path
 
 
-@pytest.mark.parametrize("planner", ["cem", "mppi"])
+@pytest.mark.parametrize("planner", ["cem", "mppi", "icem", "gradient"])
 def test_plan_toward_goal_image(run_dir, tmp_path, capsys, planner):
     goal = _goal_png(run_dir, tmp_path / "goal.png")
     video = tmp_path / "plan.mp4"

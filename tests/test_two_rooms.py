@@ -251,3 +251,106 @@ def test_make_render_fn_renders_states_as_the_env_does():
     frames = make_render_fn(64, 3)(state)
     assert frames.shape == (2, 3, 64, 64) and frames.dtype == torch.uint8
     assert torch.equal(frames, render_positions(state, channels=3))
+
+
+# ----------------------------------------------------------------------------- evaluation protocol pieces
+
+
+def test_wilson_interval_known_values():
+    from worldmodels.evaluation.two_rooms import wilson_interval
+
+    low, high = wilson_interval(86, 100)  # PLDM's 0.86 on 100 episodes
+    assert low == pytest.approx(0.7786, abs=1e-3) and high == pytest.approx(0.9147, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-3)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_detour_ratio_and_difficulty_bins():
+    from worldmodels.evaluation.two_rooms import detour_ratio, difficulty_of, sample_pairs
+
+    starts = np.array([[20.0, 10.0], [20.0, 50.0], [10.0, 20.0], [45.0, 10.0]])
+    goals = np.array([[45.0, 10.0], [45.0, 50.0], [20.0, 40.0], [20.0, 10.0]])
+    ratio = detour_ratio(starts, goals)
+    assert ratio[0] == pytest.approx(1.0) and ratio[3] == pytest.approx(1.0)  # straight through the door
+    assert ratio[2] == 1.0  # same room
+    # below the door: up to the door and back down, |(20,50)->(31,14)| + 2 + |(33,14)->(45,50)| over 25
+    expected = (np.hypot(11, 36) + 2 + np.hypot(12, 36)) / 25
+    assert ratio[1] == pytest.approx(expected, rel=1e-3)
+    assert list(difficulty_of(starts, goals)) == ["direct", "detour", "direct", "direct"]
+    names = difficulty_of(*sample_pairs(200))
+    assert {"direct", "bend", "detour"} == set(names)
+
+
+def test_same_room_pairs_stay_in_one_room_inside_the_walls():
+    from worldmodels.evaluation.two_rooms import sample_same_room_pairs
+
+    starts, goals = sample_same_room_pairs(300, seed=0)
+    assert (room_of(starts) == room_of(goals)).all()
+    assert 0.3 < room_of(starts).mean() < 0.7
+    for p in (starts, goals):
+        assert (p > L.border_padding - 1e-9).all() and (p < L.image_size - 1 - L.border_padding + 1e-9).all()
+        assert not ((p[:, 0] > L.wall_left - 2 * L.dot_std) & (p[:, 0] < L.wall_right + 2 * L.dot_std)).any()
+
+
+def test_random_floor_takes_the_action_cap():
+    from worldmodels.evaluation.two_rooms import random_policy_success
+
+    starts, goals = np.full((64, 2), 15.0), np.full((64, 2), 15.0) + np.array([8.0, 0.0])
+    # 6 steps of at most 0.4 * 2.45 px cannot cover 8 - 1.42 px; uncapped they sometimes do
+    assert random_policy_success(starts, goals, steps=6, max_norm=0.4) == 0.0
+    assert random_policy_success(starts, goals, steps=6, max_norm=10.0) == random_policy_success(starts, goals, steps=6)
+
+
+def test_goal_evaluation_shrinks_the_horizon_and_reports_the_protocol(monkeypatch):
+    from planners import CEMPlanner
+    from planners import builder
+    from tests.test_methods import TINY
+    from worldmodels.core.config import CEMConfig, load_config
+    from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
+    from worldmodels.methods import method_of
+
+    horizons = []
+
+    class Recording(CEMPlanner):
+        def plan(self, state, horizon=None):
+            out = super().plan(state, horizon)
+            horizons.append(out.shape[1])
+            return out
+
+    monkeypatch.setitem(builder.PLANNERS, "cem", Recording)
+    cfg = load_config(None, ["method=pldm", "env.suite=two_rooms", "planner=cem", *TINY["pldm"]])
+    model = method_of(cfg).make_model(cfg, action_dim=2, image_shape=(2, 64, 64))
+    planner = CEMConfig(horizon=5, iterations=1, candidates=8, top_k=2, max_norm=0.5)
+    starts, goals = np.array([[10.0, 30.0], [50.0, 50.0]]), np.array([[40.0, 30.0], [52.0, 50.0]])
+    result = evaluate_goal_reaching(cfg, model, planner_config=planner, starts=starts, goals=goals, steps=3,
+                                    shrink_horizon=True)  # fmt: skip
+    assert horizons == [3, 2, 1]
+    assert result["episodes"] == 2 and 0.0 <= result["success_ci95_low"] <= result["success_ci95_high"] <= 1.0
+    assert result["episodes_direct"] == 1  # the same-room pair
+    assert result["episodes_direct"] + result["episodes_bend"] + result["episodes_detour"] == 2
+    assert all(isinstance(v, (int, float)) for v in result.values())  # loggable as scalars
+    horizons.clear()
+    shrinking = load_config(None, ["method=pldm", "env.suite=two_rooms", "planner=cem", "offline.eval_shrink_horizon=true",
+                                   *TINY["pldm"]])  # fmt: skip
+    evaluate_goal_reaching(shrinking, model, planner_config=planner, starts=starts, goals=goals, steps=2)
+    assert horizons == [2, 1]
+
+
+def test_door_passing_fraction_filters_crossings_like_pldm_wc0(tmp_path):
+    from envs.two_rooms_data import passes_door
+    from worldmodels.core.config import load_config
+    from worldmodels.training.offline import ensure_dataset
+
+    plain = generate_trajectories(400, n_steps=17, seed=3)
+    assert passes_door(plain.positions).mean() > 0.3
+    wc0 = generate_trajectories(400, n_steps=17, seed=3, door_passing_fraction=0.0)
+    assert wc0.positions.shape == (400, 17, 2) and not passes_door(wc0.positions).any()
+    assert abs(np.linalg.norm(wc0.actions[:, :-1], axis=-1).mean() - 1.0 / L.max_step) < 0.05  # PLDM step lengths
+    wc30 = generate_trajectories(400, n_steps=17, seed=3, door_passing_fraction=0.3)
+    assert passes_door(wc30.positions).sum() == 120
+    with pytest.raises(ValueError, match="door-passing"):
+        generate_trajectories(50, n_steps=5, mode="random", seed=0, door_passing_fraction=1.0)
+    cfg = load_config(None, ["method=pldm", "env.suite=two_rooms", "offline.n_trajectories=40", "offline.n_steps=9",
+                             "offline.door_passing_fraction=0.0", f"offline.dataset_dir={tmp_path}"])  # fmt: skip
+    data = ensure_dataset(cfg, tmp_path)
+    assert data is not None and (tmp_path / "two_rooms_generator.json").read_text().count('"door_passing_fraction": 0.0')

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes to run (with --goals: episodes per goal) (default: 5)")  # fmt: skip
     p.add_argument("--video", help="write an mp4 (or, with --goals, a folder of per-goal videos)")
     p.add_argument("--goals", metavar="SET", help="goal task set: point_mass, reacher, roboyoga_walker, roboyoga_quadruped")
-    p.add_argument("--planner", choices=["cem", "mppi"], default=None,
+    p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None,
                    help="how the agent acts (default: the run's config)")  # fmt: skip
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
     p.add_argument("--seed", type=int, default=0, help="torch seed of the agent's sampling (default: 0)")
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--goal", required=True,
                    help="goal image (PNG/JPG/.npy, same size as the model's observations), or TASKSET:INDEX, "
                         "e.g. point_mass:3, for a goal of a goal task set (success measured from state)")  # fmt: skip
-    p.add_argument("--planner", choices=["cem", "mppi"], default=None, help=PLANNER_HELP)
+    p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None, help=PLANNER_HELP)
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
     p.add_argument("--steps", type=_positive_int, default=None, help="agent steps to act (default: one episode)")
     p.add_argument("--video", help="mp4 or gif of the observation beside the goal")

@@ -346,6 +346,9 @@ class OfflineConfig:
     """fraction of good trajectories replaced by random ones (PLDM noise mixtures 0 .. 0.16)"""
     cross_wall_rate: Optional[float] = None
     """fraction of good trajectories that pass the door; None = 0.6 (PLDM good_quality_data.yaml)"""
+    door_passing_fraction: Optional[float] = None
+    """resample the generated data so exactly this fraction of trajectories passes the door (PLDM
+    select_wc.py); 0.0 = PLDM's "no door-passing trajectories" set wc0; None = as generated"""
     dmc_episodes: int = 100
     """random-policy episodes to collect for DMC suites"""
     data_seed: int = 0
@@ -362,6 +365,8 @@ class OfflineConfig:
     """start/goal pairs per evaluation (PLDM: 100 envs); 0 = no evaluation"""
     eval_seed: int = 42
     """seed of the evaluation start/goal sampler (PLDM: 42)"""
+    eval_shrink_horizon: bool = False
+    """plan min(steps_left, planner horizon) steps in goal evaluations (PLDM: min(steps_left, 96))"""
 
     def __post_init__(self):
         _check(self.n_trajectories >= 1, "offline.n_trajectories", self.n_trajectories, ">= 1")
@@ -369,6 +374,8 @@ class OfflineConfig:
         _check(0.0 <= self.random_fraction <= 1.0, "offline.random_fraction", self.random_fraction, "in [0, 1]")
         _check(self.cross_wall_rate is None or 0.0 <= self.cross_wall_rate <= 1.0, "offline.cross_wall_rate",
                self.cross_wall_rate, "null or in [0, 1]")  # fmt: skip
+        _check(self.door_passing_fraction is None or 0.0 <= self.door_passing_fraction <= 1.0,
+               "offline.door_passing_fraction", self.door_passing_fraction, "null or in [0, 1]")  # fmt: skip
         _check(self.dmc_episodes >= 1, "offline.dmc_episodes", self.dmc_episodes, ">= 1")
         _check(self.updates >= 0, "offline.updates", self.updates, ">= 0")
         _check(self.log_every >= 1, "offline.log_every", self.log_every, ">= 1")
@@ -494,11 +501,16 @@ class CEMConfig:
     """lower bound on the refit std (PlaNet: 0)"""
     exploration_noise: float = 0.3
     """Gaussian noise added to the executed action while collecting (PlaNet: 0.3; eval 0)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
 
     def __post_init__(self):
         _check(self.horizon >= 1, "cem.horizon", self.horizon, ">= 1")
         _check(self.iterations >= 1, "cem.iterations", self.iterations, ">= 1")
         _check(1 <= self.top_k <= self.candidates, "cem.top_k", self.top_k, f"1..candidates ({self.candidates})")
+        _check_max_norm(self.max_norm, "cem.max_norm")
 
 
 @dataclass(frozen=True)
@@ -519,6 +531,10 @@ class MPPIConfig:
     """shift the previous plan by one step (PLDM, TD-MPC2: True)"""
     exploration_noise: float = 0.3
     """Gaussian noise added to the executed action while collecting (0 at eval)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
 
     def __post_init__(self):
         _check(self.horizon >= 1, "mppi.horizon", self.horizon, ">= 1")
@@ -526,6 +542,102 @@ class MPPIConfig:
         _check(self.samples >= 2, "mppi.samples", self.samples, ">= 2")
         _check(self.temperature > 0, "mppi.temperature", self.temperature, "> 0")
         _check(self.noise_std > 0, "mppi.noise_std", self.noise_std, "> 0")
+        _check_max_norm(self.max_norm, "mppi.max_norm")
+
+
+def _check_max_norm(value: Optional[float], name: str) -> None:
+    _check(value is None or value > 0, name, value, "null or > 0")
+
+
+@dataclass(frozen=True)
+class ICEMConfig:
+    """Improved CEM (Pinneri et al. 2020, "Sample-efficient Cross-Entropy Method for Real-time Planning",
+    Alg. 1). Defaults: the authors' code, martius-lab/iCEM ``settings/defaults/i-cem-blitz.json``
+    (noise_beta there is per environment: 0.25 halfcheetah .. 3.0 default)."""
+
+    horizon: int = 30
+    """planning horizon h (iCEM: 30)"""
+    iterations: int = 3
+    """CEM iterations per step (iCEM ``opt_iterations``: 3)"""
+    population: int = 40
+    """N, sequences sampled in the first iteration (iCEM ``num_simulated_trajectories``: 40)"""
+    population_decay: float = 1.25
+    """gamma: iteration i samples max(2 K, int(N / gamma^i)) sequences (iCEM ``factor_decrease_num``: 1.25)"""
+    elites: int = 10
+    """K, elite set size (iCEM ``elites_size``: 10)"""
+    noise_beta: float = 3.0
+    """beta, colored noise exponent: power spectrum ~ 1/f^beta along time (0 = white; iCEM default: 3.0)"""
+    init_std: float = 0.5
+    """sigma_init, std at every step start in [-1, 1] action units (iCEM: 0.5 of the half range)"""
+    momentum: float = 0.1
+    """alpha: mean, std = (1 - alpha) * elite fit + alpha * previous (iCEM ``alpha``: 0.1)"""
+    fraction_elites_reused: float = 0.3
+    """xi: fraction of elites carried into the next iteration and (shifted) into the next step (iCEM: 0.3)"""
+    keep_previous_elites: bool = True
+    """add the previous iteration's best xi K elites to the population (iCEM: True)"""
+    shift_elites_over_time: bool = True
+    """add the last step's best xi K elites, shifted by one step, to the first iteration (iCEM: True)"""
+    use_mean_actions: bool = True
+    """add the mean itself to the last iteration's population (iCEM: True)"""
+    warm_start: bool = True
+    """start each step from the previous mean shifted by one step, last step repeated (iCEM: True)"""
+    execute: Literal["best", "mean"] = "best"
+    """return the best sequence of the last iteration (iCEM: best) or the refit mean"""
+    exploration_noise: float = 0.3
+    """Gaussian noise added to the executed action while collecting (0 at eval)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
+
+    def __post_init__(self):
+        _check(self.horizon >= 1, "icem.horizon", self.horizon, ">= 1")
+        _check(self.iterations >= 1, "icem.iterations", self.iterations, ">= 1")
+        _check(self.elites >= 1, "icem.elites", self.elites, ">= 1")
+        _check(self.population >= 2 * self.elites, "icem.population", self.population,
+               f">= 2 * elites ({2 * self.elites})")  # fmt: skip
+        _check(self.population_decay >= 1.0, "icem.population_decay", self.population_decay, ">= 1")
+        _check(self.noise_beta >= 0, "icem.noise_beta", self.noise_beta, ">= 0")
+        _check(self.init_std > 0, "icem.init_std", self.init_std, "> 0")
+        _check(0.0 <= self.momentum < 1.0, "icem.momentum", self.momentum, "in [0, 1)")
+        _check(0.0 <= self.fraction_elites_reused <= 1.0, "icem.fraction_elites_reused",
+               self.fraction_elites_reused, "in [0, 1]")  # fmt: skip
+        _check(self.execute in ("best", "mean"), "icem.execute", self.execute, "best or mean")
+        _check_max_norm(self.max_norm, "icem.max_norm")
+
+
+@dataclass(frozen=True)
+class GradientPlannerConfig:
+    """Gradient-based planning: Adam on the action sequence through ``model.imagine`` (PLDM's SGDPlanner,
+    ``pldm/planning/planners/sgd_planner.py``; DINO-WM's GD planner). PLDM Two Rooms: lr 0.3, 900
+    iterations, one start from zeros, actions projected (norm-capped) after every step."""
+
+    horizon: int = 12
+    """planning horizon H"""
+    iterations: int = 100
+    """Adam steps per plan (PLDM Two Rooms: 900)"""
+    lr: float = 0.3
+    """Adam learning rate in [-1, 1] action units (PLDM Two Rooms: 0.3, in its normalised units)"""
+    restarts: int = 4
+    """independent starts optimised together; the best-scoring sequence is kept (PLDM: 1)"""
+    init_std: float = 0.5
+    """restarts after the first start at clip(N(0, init_std^2)); the first starts at zeros or the warm start"""
+    warm_start: bool = True
+    """the first restart starts from the previous plan shifted by one step"""
+    exploration_noise: float = 0.3
+    """Gaussian noise added to the executed action while collecting (0 at eval)"""
+    max_norm: Optional[float] = None
+    """cap on the L2 norm of each step's action vector ||a_h||_2, in the planner's [-1, 1] action units,
+    applied after the per-coordinate clip (None = off; PLDM Two Rooms caps the step at ~1.8 px, i.e.
+    1.8 / env.max_step = 0.735 here)"""
+
+    def __post_init__(self):
+        _check(self.horizon >= 1, "gradient.horizon", self.horizon, ">= 1")
+        _check(self.iterations >= 0, "gradient.iterations", self.iterations, ">= 0")
+        _check(self.lr > 0, "gradient.lr", self.lr, "> 0")
+        _check(self.restarts >= 1, "gradient.restarts", self.restarts, ">= 1")
+        _check(self.init_std >= 0, "gradient.init_std", self.init_std, ">= 0")
+        _check_max_norm(self.max_norm, "gradient.max_norm")
 
 
 @dataclass(frozen=True)
@@ -588,12 +700,14 @@ class RunConfig:
     """auto (GPU when present), cpu, cuda or cuda:N"""
     run_dir: Optional[str] = None
     """where the run is written; None = runs/{method}_{domain}_{task}_{seed}_{timestamp}"""
-    planner: Literal["cem", "mppi"] = "cem"
+    planner: Literal["cem", "mppi", "icem", "gradient"] = "cem"
     """how the agent acts while collecting and evaluating"""
     env: EnvConfig = field(default_factory=EnvConfig)
     model: Any = field(default_factory=PlaNetConfig)
     cem: CEMConfig = field(default_factory=CEMConfig)
     mppi: MPPIConfig = field(default_factory=MPPIConfig)
+    icem: ICEMConfig = field(default_factory=ICEMConfig)
+    gradient: GradientPlannerConfig = field(default_factory=GradientPlannerConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,4 +1,4 @@
-"""Goal reaching in PLDM's Two Rooms with any world model and a sampling planner (MPPI/CEM).
+"""Goal reaching in PLDM's Two Rooms with any world model and any planner (MPPI, CEM, iCEM, gradient).
 
 Protocol (PLDM, Sobal, Zhang et al. 2025, methods.md 2.5 / 3.6): N start/goal pairs drawn by the
 env's own sampler (level "medium": start and goal in different rooms) from seed 42, the goal
@@ -9,6 +9,13 @@ success ``mean((p - goal)^2) < 1`` px^2 from the true position (an episode ends 
 All N episodes run as one batch: the planner plans for ``[N]`` states at once and the positions
 advance with ``envs.two_rooms.move`` -- the exact transition ``TwoRoomsEnv`` uses -- so results
 equal N sequential ``TwoRoomsEnv(seed=42)`` episodes (pairs are drawn one per reset, as it does).
+
+Protocol pieces: :func:`wilson_interval` (95 % interval of a success rate), :func:`detour_ratio`
+and :func:`difficulty_of` (shortest path through the door over the straight-line distance; bins
+``direct`` < 1.1 <= ``bend`` < 1.5 <= ``detour``, about 24 / 37 / 39 % of the paper's pairs),
+:func:`sample_same_room_pairs` (the paper's pairs are always cross-room), and the random floor with
+the planner's action-norm cap (:func:`random_policy_success`). ``shrink_horizon`` plans
+``min(steps_left, H)`` steps, as PLDM's ``min(steps_left, 96)``.
 """
 
 from __future__ import annotations
@@ -34,20 +41,103 @@ def sample_pairs(episodes: int, seed: int = 42, image_size: int = 64) -> tuple[n
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
+DIFFICULTY_BINS = (("direct", 1.0, 1.1), ("bend", 1.1, 1.5), ("detour", 1.5, float("inf")))
+"""Difficulty by :func:`detour_ratio` r: ``(name, low, high)`` with low <= r < high."""
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % for the default z).
+
+    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), p = successes / n; (0, 1) when n = 0.
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = successes / n, z * z
+    centre = p + z2 / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return float(max(0.0, (centre - half) / (1 + z2 / n))), float(min(1.0, (centre + half) / (1 + z2 / n)))
+
+
+def detour_ratio(start: np.ndarray, goal: np.ndarray, image_size: int = 64, door_points: int = 81) -> np.ndarray:
+    """Shortest path length over straight-line distance: 1 within a room; across rooms the shortest
+    polyline start -> (wall_left, y) -> (wall_right, y) -> goal over y in the door's rows (a grid of
+    ``door_points``), walls treated as lines (the agent's blob radius ignored). Shapes: ``[N, 2]`` -> ``[N]``."""
+    layout = layout_for(image_size)
+    start, goal = np.asarray(start, dtype=np.float64), np.asarray(goal, dtype=np.float64)
+    straight = np.maximum(np.linalg.norm(goal - start, axis=-1), 1e-9)  # [N]
+    left_first = start[:, :1] < layout.wall_x
+    left, right = np.where(left_first, start, goal), np.where(left_first, goal, start)  # [N,2]
+    ys = np.linspace(layout.door_min, layout.door_max, door_points)  # [Y]
+    through = (np.hypot(left[:, None, 0] - layout.wall_left, left[:, None, 1] - ys)
+               + (layout.wall_right - layout.wall_left)
+               + np.hypot(right[:, None, 0] - layout.wall_right, right[:, None, 1] - ys)).min(1)  # fmt: skip
+    same = room_of(start, layout) == room_of(goal, layout)
+    return np.where(same, 1.0, np.maximum(through / straight, 1.0))
+
+
+def difficulty_of(start: np.ndarray, goal: np.ndarray, image_size: int = 64) -> np.ndarray:
+    """The :data:`DIFFICULTY_BINS` name of each pair. Shapes: ``[N, 2]`` -> ``[N]`` str."""
+    ratio = detour_ratio(start, goal, image_size)
+    names = np.empty(len(ratio), dtype=object)
+    for name, low, high in DIFFICULTY_BINS:
+        names[(ratio >= low) & (ratio < high)] = name
+    return names
+
+
+def sample_same_room_pairs(episodes: int, seed: int = 42, image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Start and goal in the SAME room (a room drawn uniformly per pair), each coordinate uniform over
+    the room's interior kept ``2 dot_std`` from the walls as PLDM's sampler does. Shapes: ``[N, 2]`` each."""
+    rng, layout = np.random.default_rng(seed), layout_for(image_size)
+    pad, margin = layout.border_padding, 2 * layout.dot_std
+    far_edge = layout.image_size - 1 - pad
+    right = rng.random(episodes) < 0.5  # [N]
+    x_low = np.where(right, layout.wall_right + margin, pad)
+    x_high = np.where(right, far_edge, layout.wall_left - margin)
+    points = [np.stack([rng.uniform(x_low, x_high), rng.uniform(pad, far_edge, episodes)], -1) for _ in range(2)]
+    return points[0], points[1]
+
+
 def random_policy_success(start: np.ndarray, goal: np.ndarray, steps: int = 200, seed: int = 0,
-                          image_size: int = 64) -> float:  # fmt: skip
-    """Chance level: success rate of uniform random actions from the same pairs. Shapes: ``[N, 2]`` each."""
+                          image_size: int = 64, max_norm: float | None = None) -> float:  # fmt: skip
+    """Chance level: success rate of uniform random actions in [-1, 1]^2 from the same pairs, each
+    action's norm capped at ``max_norm`` (the planner's cap, same units) when given. Shapes: ``[N, 2]`` each."""
     rng, layout = np.random.default_rng(seed), layout_for(image_size)
     pos, done = start.astype(np.float64), np.zeros(len(start), dtype=bool)
     for _ in range(steps):
-        pos = move(pos, rng.uniform(-1, 1, size=pos.shape) * layout.max_step, layout)
+        action = rng.uniform(-1, 1, size=pos.shape)
+        if max_norm is not None:
+            action = action * np.minimum(1.0, max_norm / np.maximum(np.linalg.norm(action, axis=-1, keepdims=True), 1e-12))
+        pos = move(pos, action * layout.max_step, layout)
         done |= is_success(pos, goal)
     return float(done.mean())
 
 
+def flat_protocol(success: np.ndarray, start: np.ndarray, goal: np.ndarray, image_size: int = 64) -> dict:
+    """The interval and the difficulty table as flat scalars: ``success_ci95_low/high``,
+    ``episodes_{bin}``, ``success_rate_{bin}``, ``success_ci95_low_{bin}``, ``success_ci95_high_{bin}``."""
+    low, high = wilson_interval(int(np.sum(success)), len(success))
+    out = {"success_ci95_low": low, "success_ci95_high": high}
+    for name, row in success_by_difficulty(success, start, goal, image_size).items():
+        out[f"episodes_{name}"] = row["episodes"]
+        out[f"success_rate_{name}"] = row["success_rate"]
+        out[f"success_ci95_low_{name}"], out[f"success_ci95_high_{name}"] = row["ci95"]
+    return out
+
+
+def success_by_difficulty(success: np.ndarray, start: np.ndarray, goal: np.ndarray, image_size: int = 64) -> dict:
+    """Per :data:`DIFFICULTY_BINS` bin: ``{name: {"episodes", "success_rate", "ci95"}}`` (rate nan when empty)."""
+    names, success = difficulty_of(start, goal, image_size), np.asarray(success, dtype=bool)
+    table = {}
+    for name, _, _ in DIFFICULTY_BINS:
+        hits, n = int(success[names == name].sum()), int((names == name).sum())
+        table[name] = {"episodes": n, "success_rate": hits / n if n else float("nan"), "ci95": wilson_interval(hits, n)}
+    return table
+
+
 def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, planner_config=None,
                            seed: int | None = None, steps: int | None = None, starts: np.ndarray | None = None,
-                           goals: np.ndarray | None = None, progress: bool = False) -> dict:  # fmt: skip
+                           goals: np.ndarray | None = None, progress: bool = False,
+                           shrink_horizon: bool | None = None) -> dict:  # fmt: skip
     """Plan toward goal images in Two Rooms and measure success from the true positions.
 
     Args:
@@ -58,13 +148,19 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
         planner_config: an ``MPPIConfig``/``CEMConfig`` overriding the run's.
         seed: seed of the pair sampler (default ``cfg.offline.eval_seed``; PLDM: 42).
         steps: episode length (default ``cfg.env.episode_length``; PLDM: 200).
-        starts, goals: explicit pairs ``[N, 2]`` px instead of sampled ones (e.g. same-room tests).
+        starts, goals: explicit pairs ``[N, 2]`` px instead of sampled ones (e.g.
+            :func:`sample_same_room_pairs`).
+        shrink_horizon: plan ``min(steps_left, H)`` steps at each step (PLDM: H = 96); else H always
+            (default ``cfg.offline.eval_shrink_horizon``).
 
     Returns:
-        dict with ``success_rate`` (fraction), ``mean_final_distance`` (px, Euclidean),
-        ``mean_initial_distance`` (px), ``mean_success_steps`` (over successes; nan if none),
-        ``cross_wall_rate`` (fraction of episodes that changed room), ``random_success_rate``
-        (uniform random actions from the same pairs: chance level) and ``episodes``.
+        a flat dict of numbers (loggable as scalars): ``success_rate`` (fraction),
+        ``success_ci95_low`` / ``success_ci95_high`` (Wilson 95 %), per difficulty bin ``episodes_{bin}``
+        and ``success_rate_{bin}`` (nan when empty; :func:`flat_protocol`), ``mean_final_distance`` (px,
+        Euclidean), ``mean_initial_distance`` (px), ``mean_success_steps`` (over successes; nan if
+        none), ``cross_wall_rate`` (fraction of episodes that changed room), ``random_success_rate``
+        (uniform random actions from the same pairs with the planner's ``max_norm``: chance level)
+        and ``episodes``.
     """
     if cfg.env.suite != "two_rooms":
         raise ValueError(f"evaluate_goal_reaching is for the two_rooms suite, got env.suite={cfg.env.suite!r}.")
@@ -83,7 +179,11 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
     pos, done = starts.copy(), is_success(starts, goals)
     success_step = np.full(n, np.nan)
     crossed = np.zeros(n, dtype=bool)
+    horizon = agent.planner.config.horizon
+    shrink_horizon = cfg.offline.eval_shrink_horizon if shrink_horizon is None else shrink_horizon
     for step in tqdm(range(steps), desc="goal eval", disable=not progress, leave=False):
+        if shrink_horizon:
+            agent.horizon = min(steps - step, horizon)
         obs = TensorDict({keys.PIXELS: torch.from_numpy(render_positions(pos, layout, channels))}, batch_size=[n])
         action = agent.act(obs).cpu().double().numpy()  # [N,2] in [-1,1]
         moved = move(pos, np.clip(action, -1.0, 1.0) * layout.max_step, layout)
@@ -95,12 +195,15 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
         if done.all():
             break
     model.train(was_training)
+    max_norm = agent.planner.config.max_norm
     return {
         "success_rate": float(done.mean()),
+        **flat_protocol(done, starts, goals, cfg.env.image_size),
         "mean_final_distance": float(np.linalg.norm(pos - goals, axis=-1).mean()),
         "mean_initial_distance": float(np.linalg.norm(starts - goals, axis=-1).mean()),
         "mean_success_steps": float(np.nanmean(success_step)) if done.any() else float("nan"),
         "cross_wall_rate": float(crossed.mean()),
-        "random_success_rate": random_policy_success(starts, goals, steps, image_size=cfg.env.image_size),
+        "random_success_rate": random_policy_success(starts, goals, steps, image_size=cfg.env.image_size,
+                                                     max_norm=max_norm),  # fmt: skip
         "episodes": n,
     }

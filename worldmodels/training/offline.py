@@ -49,13 +49,15 @@ def ensure_dataset(cfg: RunConfig, run_dir: Path, device="cpu", progress: bool =
     """Load the run's dataset, generating it first if its directory holds none.
 
     Two Rooms: ``write_two_rooms_dataset`` with ``offline.n_trajectories/n_steps/mode/random_fraction/
-    cross_wall_rate/data_seed`` (pixels rendered on the fly). DMC: ``offline.dmc_episodes`` random
+    cross_wall_rate/door_passing_fraction/data_seed`` (pixels rendered on the fly). DMC: ``offline.dmc_episodes`` random
     episodes via ``collect_random_episodes`` (pixels stored).
     """
     directory, offline = dataset_dir(cfg, run_dir), cfg.offline
     if cfg.env.suite == "two_rooms":
         if not (directory / "dataset.json").is_file():
             extra = {} if offline.cross_wall_rate is None else {"cross_wall_rate": offline.cross_wall_rate}
+            if offline.door_passing_fraction is not None:
+                extra["door_passing_fraction"] = offline.door_passing_fraction
             write_two_rooms_dataset(directory, offline.n_trajectories, n_steps=offline.n_steps,
                                     image_size=cfg.env.image_size, channels=cfg.env.two_rooms_channels,
                                     seed=offline.data_seed, mode=offline.mode, random_fraction=offline.random_fraction,
