@@ -129,3 +129,38 @@ def test_offline_time_budget_bar_counts_minutes_and_final_eval_is_written(tmp_pa
     assert final["summary"].startswith("final eval over 3 start/goal pairs: success ")
     assert final["run_updates"] == checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] < 100000
     assert json.loads((run_dir / "final_eval.json").read_text())["summary"] == final["summary"]
+
+
+def test_ctrl_c_during_the_final_eval_skips_it_and_resume_runs_it(tmp_path, capsys, monkeypatch):
+    import worldmodels.training.online as online
+
+    original = online.returns_from_fixed_starts
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C: the final eval runs with the default handler back
+
+    monkeypatch.setattr(online, "returns_from_fixed_starts", interrupted)
+    config, run = tmp_path / "tiny.yaml", tmp_path / "run"
+    save_config(tiny_config("train.total_episodes=2", "train.eval_every=0", "train.final_eval_episodes=1"), config)
+    assert main(["train", str(config), "--run-dir", str(run)]) == 130
+    assert f"--resume {run}\n" in capsys.readouterr().err and read_final_eval(run) is None
+    updates = checkpoint.load(checkpoint_path(run))["counters"]["updates"]
+
+    monkeypatch.setattr(online, "returns_from_fixed_starts", original)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("final eval over 1 episodes: ")
+    assert checkpoint.load(checkpoint_path(run))["counters"]["updates"] == updates
+
+
+def test_random_baseline_leaves_training_unchanged(tmp_path, monkeypatch):
+    import worldmodels.training.online as online
+
+    def losses(run_dir):
+        return [(r["step"], r["train/loss/total"]) for r in read_metrics(run_dir) if "train/loss/total" in r]
+
+    cfg = tiny_config("train.eval_every=2", "train.final_eval_episodes=0")
+    with_baseline = train(cfg, run_dir=tmp_path / "a")
+    monkeypatch.setattr(online, "random_baseline", lambda run, step: {"mean": 0.0, "std": 0.0})
+    without = train(cfg, run_dir=tmp_path / "b")
+    assert any("eval/random/return" in r for r in read_metrics(with_baseline))
+    assert losses(with_baseline) == losses(without) and len(losses(without)) == 3
