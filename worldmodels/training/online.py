@@ -97,8 +97,8 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts) -> OnlineRun:
     replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
     optimizer = make_model_optimizer(cfg.model, model)
-    baseline = logged_random_baseline(run_dir)
-    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger, random_baseline=baseline)
+    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger,
+                     random_baseline=logged_random_baseline(run_dir))  # fmt: skip
 
 
 def logged_random_baseline(run_dir: Path) -> dict | None:
@@ -138,9 +138,8 @@ def random_baseline(run: OnlineRun, step: int) -> dict:
     """Random actions over ``train.eval_episodes`` episodes, measured and logged once per run as
     ``eval/random/return(_std)`` beside the in-training evaluations it is compared with."""
     if run.random_baseline is None:
-        run.random_baseline = returns_from_fixed_starts(run, None, run.cfg.train.eval_episodes)
-        scalars = {"eval/random/return": run.random_baseline["mean"], "eval/random/return_std": run.random_baseline["std"]}
-        run.logger.scalars(scalars, step)
+        baseline = run.random_baseline = returns_from_fixed_starts(run, None, run.cfg.train.eval_episodes)
+        run.logger.scalars({"eval/random/return": baseline["mean"], "eval/random/return_std": baseline["std"]}, step)
     return run.random_baseline
 
 
