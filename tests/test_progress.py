@@ -11,7 +11,7 @@ from worldmodels.cli.main import main
 from worldmodels.core.config import load_config, save_config
 from worldmodels.methods import train
 from worldmodels.training import checkpoint
-from worldmodels.training.budget import BudgetBar, budget_left, read_final_eval
+from worldmodels.training.budget import BudgetBar, BudgetSpent, budget_left, read_final_eval
 from worldmodels.training.logger import read_metrics
 from worldmodels.training.online import updates_owed
 from worldmodels.training.run_dir import checkpoint_path
@@ -129,6 +129,29 @@ def test_offline_time_budget_bar_counts_minutes_and_final_eval_is_written(tmp_pa
     assert final["summary"].startswith("final eval over 3 start/goal pairs: success ")
     assert final["run_updates"] == checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] < 100000
     assert json.loads((run_dir / "final_eval.json").read_text())["summary"] == final["summary"]
+
+    with pytest.raises(BudgetSpent, match=r"0.005 minutes of training.*train.max_minutes=0.01"):
+        train(run_dir=run_dir, resume=True)
+    train(run_dir=run_dir, resume=True, overrides=["train.max_minutes=0", f"offline.updates={final['run_updates'] + 3}"])
+    assert read_final_eval(run_dir)["run_updates"] == final["run_updates"] + 3
+
+
+def test_lexa_final_eval_is_its_goal_evaluation(monkeypatch):
+    from types import SimpleNamespace
+
+    import worldmodels.methods as methods
+
+    scalars = {"eval/goal_success": 0.25, "eval/goal_reached": 0.5, "eval/goal_distance": 0.1,
+               "eval/explorer/intrinsic": -3.7, "eval/random/intrinsic": -4.0}  # fmt: skip
+    monkeypatch.setattr(methods, "lexa_scalars", lambda *args: scalars)
+    logged = {}
+    cfg = load_config(None, ["method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher"])
+    run = SimpleNamespace(cfg=cfg, model=None, behaviour=None, replay=None, run_dir="RUN",
+                          logger=SimpleNamespace(scalars=lambda values, step: logged.update(values)))  # fmt: skip
+    result = methods.METHODS["lexa"].final_evaluate(run, 0)
+    assert result["summary"].startswith("final eval on the reacher goals (1 episode each): success 0.25")
+    assert "explorer intrinsic reward -3.70 (random -4.00)" in result["summary"]
+    assert logged["final/goal_success"] == 0.25 and not any(k.startswith("eval/") for k in logged)
 
 
 def test_ctrl_c_during_the_final_eval_skips_it_and_resume_runs_it(tmp_path, capsys, monkeypatch):
