@@ -31,7 +31,8 @@ from worldmodels.models.dreamer import DreamerV2
 from worldmodels.models.planet import PlaNet
 from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
-from worldmodels.training.online import OnlineRun, evaluate_returns, train_online
+from worldmodels.training.budget import extend_budget
+from worldmodels.training.online import OnlineRun, evaluate_returns, final_returns, train_online
 from worldmodels.training.run_dir import load_weights, prepare, resolve_device
 
 
@@ -62,7 +63,22 @@ def lexa_evaluate(run: OnlineRun, step: int) -> dict[str, str]:
     """LEXA learns without task reward: the achiever on the goal set, the explorer against random actions."""
     scalars = lexa_scalars(run.cfg, run.model, run.behaviour, run.replay)
     run.logger.scalars(scalars, step)
-    return {"success": f"{scalars['eval/goal_success']:.2f}"}
+    return {"success": f"goal success {scalars['eval/goal_success']:.2f} (1 episode per goal)"}
+
+
+def lexa_final_evaluate(run: OnlineRun, step: int) -> dict:
+    """LEXA's evaluation when the budget ends the run, logged as ``final/*`` (the same numbers as
+    :func:`lexa_evaluate`; random actions reach no goal image, so the explorer is what is compared with random)."""
+    task_set = run.cfg.lexa.goal_eval_set or run.cfg.env.goal_set
+    if task_set is None:
+        return {"summary": f"no final eval (no goal set configured); run: worldmodels eval {run.run_dir} --goals TASKSET"}
+    scalars = {name.replace("eval/", "final/", 1): value for name, value in
+               lexa_scalars(run.cfg, run.model, run.behaviour, run.replay).items()}  # fmt: skip
+    run.logger.scalars(scalars, step)
+    summary = (f"final eval on the {task_set} goals (1 episode each): success {scalars['final/goal_success']:.2f}, "
+               f"reached at some step {scalars['final/goal_reached']:.2f}; explorer intrinsic reward "
+               f"{scalars['final/explorer/intrinsic']:.2f} (random {scalars['final/random/intrinsic']:.2f})")  # fmt: skip
+    return {"summary": summary, **scalars}
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,8 @@ class Method:
     """the evaluation run during online training"""
     training_eval_every: Callable[[RunConfig], int] = lambda cfg: cfg.train.eval_every
     """its period in collected episodes (0 = never)"""
+    final_eval: Callable[[OnlineRun, int], dict] = final_returns
+    """the evaluation when the budget ends an online run (returns a dict with a one-line ``summary``)"""
 
     # -- what the online loop asks (training.online.MethodParts)
     def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
@@ -115,6 +133,9 @@ class Method:
     def evaluate(self, run: OnlineRun, step: int) -> dict[str, str]:
         return self.training_eval(run, step)
 
+    def final_evaluate(self, run: OnlineRun, step: int) -> dict:
+        return self.final_eval(run, step)
+
     # -- goal images
     def goal_agent_for(self, cfg: RunConfig, model: WorldModel, behaviour=None, planner: str | None = None,
                        metric: str | None = None):  # fmt: skip
@@ -135,6 +156,7 @@ METHODS: dict[str, Method] = {
     "lexa": Method(
         "lexa", DreamerV2, behaviour=lexa_behaviour, goal_policy=achiever_agent_for, task_reward=False,
         collect=lexa_collect_agent, training_eval=lexa_evaluate, training_eval_every=lambda cfg: cfg.lexa.goal_eval_every,
+        final_eval=lexa_final_evaluate,
     ),
     "pldm": Method("pldm", PLDM, loop="offline", goal_metric="l2", goal_steps="last_k"),
 }
@@ -162,10 +184,19 @@ def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool 
     return method_of(cfg).make_agent(cfg, model, behaviour, explore)
 
 
-def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> Path:
-    """Train ``cfg`` (or resume the run in ``run_dir``) with its method's loop; returns the run directory."""
+def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
+          overrides: list[str] = ()) -> Path:  # fmt: skip
+    """Train ``cfg`` (or resume the run in ``run_dir``) with its method's loop; returns the run directory.
+
+    ``overrides`` (resume only) extend the run's budget (``training.budget.BUDGET_KEYS``) in its
+    ``config.yaml`` first; a resumed run with nothing left to do raises ``training.budget.BudgetSpent``.
+    """
     if resume:  # the run's own config names the method
         cfg, _ = prepare(None, run_dir, resume=True)
+        if overrides:
+            extend_budget(run_dir, list(overrides))
+    elif overrides:
+        raise ValueError("overrides without resume belong in load_config(path, overrides).")
     return method_of(cfg).train(cfg if not resume else None, run_dir, resume)
 
 

@@ -22,20 +22,27 @@ from worldmodels.evaluation.goal_sets import act_toward_goal, make_goal_set_env,
 from worldmodels.evaluation.returns import evaluate
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.methods import load_trained, train
+from worldmodels.training.budget import BudgetSpent, read_final_eval
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def train_command(args) -> int:
-    if args.resume:
-        if args.config or args.overrides:
-            raise ValueError("--resume RUN_DIR takes no config or overrides; the run's own config.yaml is used.")
-        run_dir = train(run_dir=args.resume, resume=True)
-    else:
-        if not args.config:
-            raise ValueError("train needs a CONFIG file (see configs/), or --resume RUN_DIR.")
-        run_dir = train(load_config(args.config, args.overrides), run_dir=args.run_dir)
+    try:
+        if args.resume:  # argparse reads the first KEY=VALUE after --resume RUN as the config
+            overrides = ([args.config] if args.config else []) + list(args.overrides)
+            run_dir = train(run_dir=args.resume, resume=True, overrides=overrides)
+        else:
+            if not args.config:
+                raise ValueError("train needs a CONFIG file (see configs/), or --resume RUN_DIR.")
+            run_dir = train(load_config(args.config, args.overrides), run_dir=args.run_dir)
+    except BudgetSpent as spent:
+        print(spent)
+        return 0
     print(f"run directory: {run_dir}")
+    final = read_final_eval(run_dir)
+    if final is not None:
+        print(final["summary"])
     return 0
 
 

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from worldmodels.cli import commands
     from worldmodels.core.config import ConfigError
     from worldmodels.core.interface import CapabilityError
-    from worldmodels.training.step import TrainingDiverged
+    from worldmodels.training.step import RunInterrupted, TrainingDiverged
 
     _quiet_third_party()
     try:
@@ -158,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except RunInterrupted as err:
+        print(f"interrupted; resume with: worldmodels train --resume {err.run_dir}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("interrupted; resume with: worldmodels train --resume RUN_DIR", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -655,10 +655,17 @@ class TrainConfig:
     checkpoint_every: int = 1
     """write checkpoints/latest.pt every this many collected episodes"""
     max_minutes: float = 0.0
-    """stop (with a final eval and checkpoint) after this wall time; 0 = no limit"""
+    """wall time of training in minutes, summed over resumes; 0 = no limit. Checked between updates
+    and episodes: when it runs out the run is checkpointed, then the final evaluation runs outside
+    this budget (``final_eval_episodes`` online; offline: Two Rooms goal reaching). A finished run
+    is extended with ``worldmodels train --resume RUN train.max_minutes=M``"""
+    final_eval_episodes: int = 5
+    """episodes of the agent and of random actions (same start states) evaluated when the budget ends
+    the run, logged as ``final/*`` and written to ``RUN_DIR/final_eval.json``; 0 = none"""
 
     def __post_init__(self):
         _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
+        _check(self.final_eval_episodes >= 0, "train.final_eval_episodes", self.final_eval_episodes, ">= 0")
         _check(self.total_episodes >= self.seed_episodes, "train.total_episodes", self.total_episodes, ">= seed_episodes")
         _check(self.updates_per_episode >= 1, "train.updates_per_episode", self.updates_per_episode, ">= 1")
         _check(self.eval_every >= 0, "train.eval_every", self.eval_every, ">= 0 (0 = never)")

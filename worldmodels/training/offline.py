@@ -1,9 +1,10 @@
 """The offline loop: train a world model from a fixed, reward-free dataset (PLDM's setting), top to bottom.
 
     data = ensure_dataset(cfg, run_dir)          # generate Two Rooms / collect DMC if missing
-    while updates < cfg.offline.updates:
+    while updates < cfg.offline.updates and within train.max_minutes:
         learner_update(data)                     # the same step as the online loop: [B, T] windows
         log / (Two Rooms) goal-reaching eval / checkpoint
+    final goal-reaching eval -> final_eval.json  # outside the time budget
 
 Works for PLDM and for PlaNet / DreamerV2 trained on the same data (the Two Rooms benchmark
 compares them with the same planner). The checkpoint payload and the resume path are the online
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from envs import make_env
 from envs.two_rooms_data import make_render_fn
@@ -30,9 +30,11 @@ from worldmodels.data.datasets import OfflineSequenceDataset, load_dataset
 from worldmodels.data.two_rooms_dataset import write_two_rooms_dataset
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.training import checkpoint
+from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
 from worldmodels.training.logger import Logger
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
-from worldmodels.training.step import StopRequest, TrainingDiverged, learner_update, make_model_optimizer, mean_metrics
+from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
+                                       make_model_optimizer, mean_metrics)  # fmt: skip
 
 
 class ModelMaker(Protocol):
@@ -85,13 +87,42 @@ def evaluate_goals(cfg: RunConfig, model, logger: Logger, step: int) -> dict:
     return result
 
 
+def final_summary(cfg: RunConfig, run_dir: Path, result: dict) -> dict:
+    """The final evaluation's result with a one-line ``summary`` (offline runs of DMC data have none built in)."""
+    if result:
+        summary = (f"final eval over {cfg.offline.eval_episodes} start/goal pairs: success {result['success_rate']:.2f} "
+                   f"(random {result['random_success_rate']:.2f})")  # fmt: skip
+    else:
+        summary = f"no final eval for offline {cfg.env.suite} runs; run: worldmodels eval {run_dir} (--goals TASKSET)"
+    return {"summary": summary, "episodes": cfg.offline.eval_episodes if result else 0, **result}
+
+
+def budget_binding(cfg: RunConfig, counters: Counters) -> str | None:
+    """The budget key that is spent (a resumed run would train no further), or None."""
+    if cfg.train.max_minutes > 0 and counters.train_seconds >= 60 * cfg.train.max_minutes:
+        return "train.max_minutes"
+    return "offline.updates" if counters.updates >= cfg.offline.updates else None
+
+
 def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bool = False) -> Path:
     """Train ``cfg`` on its offline dataset (or resume the run in ``run_dir``); returns the run directory.
 
-    Metrics (``metrics.jsonl`` + TensorBoard, step = update count): ``train/loss/*``,
-    ``train/repr/*`` (PLDM), ``train/grad_norm/model``, ``eval/goal/*`` (Two Rooms).
+    Stops at ``offline.updates`` or ``train.max_minutes``, whichever comes first (checkpointed), then
+    runs the final evaluation (Two Rooms goal reaching) outside the time budget and writes it to
+    ``final_eval.json``. Metrics (``metrics.jsonl`` + TensorBoard, step = update count):
+    ``train/loss/*``, ``train/repr/*`` (PLDM), ``train/grad_norm/model``, ``eval/goal/*`` (Two Rooms).
+
+    Raises:
+        BudgetSpent: a resumed run whose budget is spent and whose final evaluation is done.
+        RunInterrupted: a signal stopped the run (a ``KeyboardInterrupt`` naming ``run_dir``).
     """
     cfg, run_dir = prepare(cfg, run_dir, resume)
+    with interrupts_name(run_dir):
+        _train_offline(cfg, run_dir, method, resume)
+    return run_dir
+
+
+def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bool) -> None:
     checkpoint.seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = ensure_dataset(cfg, run_dir, device=device, progress=cfg.log.progress)
@@ -100,20 +131,22 @@ def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bo
     model = model.to(device)
     optimizer = make_model_optimizer(cfg.model, model)
     counters = restore_state(run_dir, model, optimizer, None, device) if resume else Counters()
+    spent = budget_binding(cfg, counters) if resume else None
+    if spent and final_eval_current(run_dir, counters.updates, 0):
+        raise BudgetSpent(spent_message(run_dir, spent, cfg))
     offline = cfg.offline
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
-    started = time.time() - counters.train_seconds
-    bar = tqdm(total=offline.updates, initial=counters.updates, desc=f"{cfg.method} offline",
-               disable=not cfg.log.progress, dynamic_ncols=True, unit="upd")  # fmt: skip
+    bar = BudgetBar(counters.updates, offline.updates, "upd", cfg.train.max_minutes, counters.train_seconds,
+                    f"{cfg.method} offline", cfg.log.progress)  # fmt: skip
     history: list[dict] = []
     stop = StopRequest().install()
 
     def save() -> None:
-        counters.train_seconds = time.time() - started
+        counters.train_seconds = bar.elapsed()
         save_state(run_dir, cfg, model, optimizer, None, counters)
 
     try:
-        while counters.updates < offline.updates:
+        while counters.updates < offline.updates and not bar.out_of_time():
             history.append(learner_update(cfg, model, optimizer, None, data, counters.updates))
             counters.updates += 1
             step = counters.updates
@@ -121,23 +154,18 @@ def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bo
                 means = mean_metrics(history)
                 history = []
                 logger.scalars(means, step)
-                bar.set_postfix({"loss": f"{means['train/loss/total']:.3f}"}, refresh=False)
-            if offline.eval_every and step % offline.eval_every == 0 and step != offline.updates:
+                bar.show(loss=f"loss {means['train/loss/total']:.3f}")
+            out_of_time = bar.out_of_time()
+            if offline.eval_every and step % offline.eval_every == 0 and step != offline.updates and not out_of_time:
                 result = evaluate_goals(cfg, model, logger, step)
                 counters.last_eval = step
                 if result:
-                    bar.set_postfix({"success": f"{result['success_rate']:.2f}"}, refresh=False)
-            out_of_time = cfg.train.max_minutes > 0 and time.time() - started > 60 * cfg.train.max_minutes
+                    bar.show(success=f"success {result['success_rate']:.2f} (n={offline.eval_episodes})")
             if step % offline.checkpoint_every == 0 or step == offline.updates or out_of_time or stop.requested:
                 save()
-            bar.update(1)
+            bar.advance(1)
             if stop.requested:
                 raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
-            if out_of_time:
-                break
-        if counters.last_eval != counters.updates:
-            evaluate_goals(cfg, model, logger, counters.updates)
-            counters.last_eval = counters.updates
         save()
     except TrainingDiverged:  # parameters are still the last good ones (no step was taken)
         save()
@@ -145,5 +173,8 @@ def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bo
     finally:
         stop.restore()
         bar.close()
+    try:  # outside the time budget; Ctrl-C here leaves the run checkpointed and a resume runs it
+        result = evaluate_goals(cfg, model, logger, counters.updates)
+        write_final_eval(run_dir, final_summary(cfg, run_dir, result), counters.updates, 0)
+    finally:
         logger.close()
-    return run_dir

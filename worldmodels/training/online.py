@@ -1,8 +1,9 @@
-"""The online loop, top to bottom: seed episodes, then (updates -> evaluate -> checkpoint -> collect) ...
+"""The online loop, top to bottom: seed episodes, then (updates -> evaluate -> checkpoint -> collect) ..., final eval.
 
 Schedule (PlaNet, Hafner et al. 2019, Algorithm 1): collect ``seed_episodes`` random episodes,
 then repeat: C = ``updates_per_episode`` updates, (evaluate,) checkpoint, collect one episode
-with the agent. The loop's position is *derived* from what is durable -- the number of episodes
+with the agent, until the episode or time budget ends the run; then the final evaluation (outside
+the time budget). The loop's position is *derived* from what is durable -- the number of episodes
 on disk in the replay and the update counter in the last checkpoint -- so a run killed at any
 point resumes where it was: updates owed for an episode that landed just before the crash are
 made up, and no completed episode is lost.
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from envs import make_env
 from worldmodels.core import keys
@@ -30,9 +30,11 @@ from worldmodels.data.collect import collect_episode, episode_return
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.evaluation.returns import evaluate
 from worldmodels.training import checkpoint
-from worldmodels.training.logger import Logger
+from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
+from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
-from worldmodels.training.step import StopRequest, TrainingDiverged, learner_update, make_model_optimizer, mean_metrics
+from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
+                                       make_model_optimizer, mean_metrics)  # fmt: skip
 from worldmodels.viz.openloop import log_openloop
 
 
@@ -52,7 +54,10 @@ class MethodParts(Protocol):
         """Evaluate every this many collected episodes (0 = never)."""
 
     def evaluate(self, run: "OnlineRun", step: int) -> dict[str, str]:
-        """Run and log one evaluation at env step ``step``; returns progress-bar entries."""
+        """Run and log one evaluation at env step ``step``; returns progress-bar entries (name -> text)."""
+
+    def final_evaluate(self, run: "OnlineRun", step: int) -> dict:
+        """Run and log the evaluation when the budget ends the run; returns a dict with a one-line ``summary``."""
 
 
 @dataclass
@@ -70,6 +75,8 @@ class OnlineRun:
     replay: SequenceReplay
     logger: Logger
     counters: Counters = field(default_factory=Counters)
+    random_baseline: dict | None = None
+    """``eval/random/return(_std)`` of this run once measured (logged once per run)"""
 
     @property
     def env_steps(self) -> int:
@@ -90,7 +97,16 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts) -> OnlineRun:
     replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
     optimizer = make_model_optimizer(cfg.model, model)
-    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger)
+    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger,
+                     random_baseline=logged_random_baseline(run_dir))  # fmt: skip
+
+
+def logged_random_baseline(run_dir: Path) -> dict | None:
+    """The random-policy baseline an earlier start of this run already logged, if any."""
+    for record in read_metrics(run_dir):
+        if record.get("eval/random/return") is not None:
+            return {"mean": record["eval/random/return"], "std": record.get("eval/random/return_std") or 0.0}
+    return None
 
 
 def save_run(run: OnlineRun, started: float) -> None:
@@ -104,10 +120,34 @@ def updates_owed(cfg: RunConfig, episodes: int) -> int:
     return cfg.train.updates_per_episode * max(0, episodes - cfg.train.seed_episodes + 1)
 
 
+def returns_from_fixed_starts(run: OnlineRun, agent, episodes: int) -> dict:
+    """``episodes`` returns of ``agent`` (random actions when None) on a fresh env seeded like
+    ``worldmodels eval``'s, so the agent and random actions start from the same states; the torch RNG
+    is forked, so neither the training env nor the training batches see these episodes."""
+    cfg = run.cfg
+    env = make_env(cfg.env, seed=cfg.seed + 10_000)
+    cuda = [run.device] if run.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            return evaluate(env, agent, episodes)
+    finally:
+        env.close()
+
+
+def random_baseline(run: OnlineRun, step: int) -> dict:
+    """Random actions over ``train.eval_episodes`` episodes, measured and logged once per run as
+    ``eval/random/return(_std)`` beside the in-training evaluations it is compared with."""
+    if run.random_baseline is None:
+        baseline = run.random_baseline = returns_from_fixed_starts(run, None, run.cfg.train.eval_episodes)
+        run.logger.scalars({"eval/random/return": baseline["mean"], "eval/random/return_std": baseline["std"]}, step)
+    return run.random_baseline
+
+
 def evaluate_returns(run: OnlineRun, step: int) -> dict[str, str]:
     """The default evaluation: ``train.eval_episodes`` episodes without exploration noise, their mean
     and std return logged as ``eval/episode/return(_std)``; every ``log.video_every``-th evaluation
-    also writes ``videos/eval_episode_XXXXX.mp4``."""
+    also writes ``videos/eval_episode_XXXXX.mp4``. The bar shows it as the noisy estimate it is, with
+    its episode count and the random baseline: ``eval 9.5±1.2 (n=2, random 13.9)``."""
     cfg = run.cfg
     video = None
     if cfg.log.video_every and run.counters.evals % cfg.log.video_every == 0:
@@ -116,7 +156,26 @@ def evaluate_returns(run: OnlineRun, step: int) -> dict[str, str]:
     agent = run.method.make_agent(cfg, run.model, run.behaviour, explore=False)
     result = evaluate(run.env, agent, cfg.train.eval_episodes, video_path=video)
     run.logger.scalars({"eval/episode/return": result["mean"], "eval/episode/return_std": result["std"]}, step)
-    return {"eval": f"{result['mean']:.0f}"}
+    baseline = random_baseline(run, step)
+    n = cfg.train.eval_episodes
+    return {"eval": f"eval {result['mean']:.1f}±{result['std']:.1f} (n={n}, random {baseline['mean']:.1f})"}
+
+
+def final_returns(run: OnlineRun, step: int) -> dict:
+    """The default final evaluation: ``train.final_eval_episodes`` episodes of the agent and as many of
+    random actions from the same start states, logged as ``final/episode/return(_std)`` and
+    ``final/random/return(_std)``."""
+    episodes = run.cfg.train.final_eval_episodes
+    agent = run.method.make_agent(run.cfg, run.model, run.behaviour, explore=False)
+    result = returns_from_fixed_starts(run, agent, episodes)
+    random = returns_from_fixed_starts(run, None, episodes)
+    run.logger.scalars({"final/episode/return": result["mean"], "final/episode/return_std": result["std"],
+                        "final/random/return": random["mean"], "final/random/return_std": random["std"]}, step)  # fmt: skip
+    summary = (f"final eval over {episodes} episodes: {result['mean']:.1f} ± {result['std']:.1f} "
+               f"(random {random['mean']:.1f} ± {random['std']:.1f})")  # fmt: skip
+    return {"summary": summary, "episodes": episodes, "mean_return": result["mean"], "std_return": result["std"],
+            "returns": result["returns"], "random_mean_return": random["mean"], "random_std_return": random["std"],
+            "random_returns": random["returns"]}  # fmt: skip
 
 
 def log_imagination(run: OnlineRun, step: int) -> None:
@@ -134,31 +193,32 @@ def log_imagination(run: OnlineRun, step: int) -> None:
 
 
 class Progress:
-    """The progress bar, the wall clock and the stop request of one (re)start of a run."""
+    """The progress bar (following the budget that will stop the run), the wall clock and the stop
+    request of one (re)start of a run."""
 
     def __init__(self, run: OnlineRun):
         cfg = run.cfg
-        self.run = run
-        self.started = time.time() - run.counters.train_seconds
         self.stop = StopRequest().install()
-        self.postfix: dict[str, str] = {}
-        self.bar = tqdm(total=cfg.train.total_episodes, initial=run.replay.episodes_added, desc=cfg.method,
-                        disable=not cfg.log.progress, dynamic_ncols=True, unit="ep")  # fmt: skip
+        self.budget = BudgetBar(run.replay.episodes_added, cfg.train.total_episodes, "ep", cfg.train.max_minutes,
+                                run.counters.train_seconds, cfg.method, cfg.log.progress,
+                                rate_after=cfg.train.seed_episodes)  # fmt: skip
+
+    @property
+    def started(self) -> float:
+        return self.budget.started
 
     def out_of_time(self) -> bool:
-        minutes = self.run.cfg.train.max_minutes
-        return minutes > 0 and time.time() - self.started > 60 * minutes
+        return self.budget.out_of_time()
 
     def must_stop(self) -> bool:
         return self.out_of_time() or self.stop.requested
 
     def show(self, **entries: str) -> None:
-        self.postfix.update(entries)
-        self.bar.set_postfix(self.postfix, refresh=True)
+        self.budget.show(**entries)
 
     def close(self) -> None:
         self.stop.restore()
-        self.bar.close()
+        self.budget.close()
 
 
 def collect(run: OnlineRun, progress: Progress, agent) -> None:
@@ -168,8 +228,8 @@ def collect(run: OnlineRun, progress: Progress, agent) -> None:
     run.replay.add_rollout(rollout)
     episode_reward = episode_return(rollout)
     run.logger.scalars({"train/episode/return": episode_reward}, step)
-    progress.bar.update(1)
-    progress.show(**{"return": f"{episode_reward:.0f}"})
+    progress.budget.advance(1)
+    progress.show(**{"return": f"return {episode_reward:.0f}"})
 
 
 def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
@@ -180,7 +240,7 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
         history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay, run.counters.updates))
         run.counters.updates += 1
         if len(history) % 10 == 0:
-            progress.show(loss=f"{float(history[-1]['train/loss/total']):.1f}")
+            progress.show(loss=f"loss {float(history[-1]['train/loss/total']):.1f}")
     return history
 
 
@@ -196,14 +256,20 @@ def evaluate_when_due(run: OnlineRun, progress: Progress, updated: bool) -> None
         run.counters.last_eval = episodes
 
 
-def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bool = False) -> Path:
-    """Train ``cfg`` collecting its own data (or resume the run in ``run_dir``); returns the run directory."""
-    cfg, run_dir = prepare(cfg, run_dir, resume)
-    checkpoint.seed_everything(cfg.seed)
-    run = build_run(cfg, run_dir, method)
-    if resume:
-        run.counters = restore_state(run_dir, run.model, run.optimizer, run.behaviour, run.device)
-    run.env.set_seed(cfg.seed + 1000 * run.replay.episodes_added)  # a resumed run sees new initial states
+def budget_binding(run: OnlineRun) -> str | None:
+    """The budget key that is spent (a resumed run would train no further), or None."""
+    cfg, episodes = run.cfg, run.replay.episodes_added
+    if cfg.train.max_minutes > 0 and run.counters.train_seconds >= 60 * cfg.train.max_minutes:
+        return "train.max_minutes"
+    if episodes >= cfg.train.total_episodes and run.counters.updates >= updates_owed(cfg, episodes):
+        return "train.total_episodes"
+    return None
+
+
+def train_until_budget(run: OnlineRun) -> None:
+    """Seed episodes, then (updates -> evaluate -> checkpoint -> collect) until the episode or time
+    budget ends the run (checkpointed), or a signal does (checkpointed, KeyboardInterrupt)."""
+    cfg = run.cfg
     progress = Progress(run)
     try:
         while run.replay.episodes_added < cfg.train.seed_episodes:
@@ -232,6 +298,40 @@ def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bo
         raise
     finally:
         progress.close()
-        run.logger.close()
-        run.env.close()
+
+
+def final_evaluation(run: OnlineRun) -> None:
+    """The method's final evaluation, after the budget stopped training (so outside ``max_minutes``),
+    written to ``final_eval.json``; Ctrl-C here ends the run already checkpointed, and a resume runs it."""
+    cfg, step = run.cfg, run.env_steps
+    if cfg.train.final_eval_episodes:
+        result = run.method.final_evaluate(run, step)
+    else:
+        result = {"summary": "no final evaluation (train.final_eval_episodes=0)"}
+    write_final_eval(run.run_dir, result, run.counters.updates, run.replay.episodes_added)
+
+
+def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bool = False) -> Path:
+    """Train ``cfg`` collecting its own data (or resume the run in ``run_dir``); returns the run directory.
+
+    Raises:
+        BudgetSpent: a resumed run whose budget is spent and whose final evaluation is done.
+        RunInterrupted: a signal stopped the run (a ``KeyboardInterrupt`` naming ``run_dir``).
+    """
+    cfg, run_dir = prepare(cfg, run_dir, resume)
+    with interrupts_name(run_dir):
+        checkpoint.seed_everything(cfg.seed)
+        run = build_run(cfg, run_dir, method)
+        try:
+            if resume:
+                run.counters = restore_state(run_dir, run.model, run.optimizer, run.behaviour, run.device)
+                spent = budget_binding(run)
+                if spent and final_eval_current(run_dir, run.counters.updates, run.replay.episodes_added):
+                    raise BudgetSpent(spent_message(run_dir, spent, cfg))
+            run.env.set_seed(cfg.seed + 1000 * run.replay.episodes_added)  # a resumed run sees new initial states
+            train_until_budget(run)
+            final_evaluation(run)
+        finally:
+            run.logger.close()
+            run.env.close()
     return run_dir

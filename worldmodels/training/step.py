@@ -5,13 +5,14 @@
     behaviour.update(out)                              # actor-critic / LEXA; absent for planners
 
 Also here: the stop request that turns Ctrl-C / SIGTERM into a flag the loops check between
-updates, and the averaging of logged metrics.
+updates, the interrupt that names the run to resume, and the averaging of logged metrics.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
 
 import torch
 from tensordict import TensorDict
@@ -19,6 +20,25 @@ from tensordict import TensorDict
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN/inf; the last good state was checkpointed."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM ended a training run; carries ``run_dir`` so the CLI can say what to resume."""
+
+    def __init__(self, run_dir, message: str = "training interrupted"):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+@contextmanager
+def interrupts_name(run_dir):
+    """Re-raise any KeyboardInterrupt inside as :class:`RunInterrupted` naming ``run_dir``."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise RunInterrupted(run_dir, str(err) or "training interrupted") from err
 
 
 class StopRequest:
