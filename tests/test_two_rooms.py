@@ -351,6 +351,6 @@ def test_door_passing_fraction_filters_crossings_like_pldm_wc0(tmp_path):
     with pytest.raises(ValueError, match="door-passing"):
         generate_trajectories(50, n_steps=5, mode="random", seed=0, door_passing_fraction=1.0)
     cfg = load_config(None, ["method=pldm", "env.suite=two_rooms", "offline.n_trajectories=40", "offline.n_steps=9",
-                             "offline.door_passing_fraction=0.0", f"offline.dataset_dir={tmp_path}"])  # fmt: skip
+                             "offline.door_passing_fraction=0.0", "replay.sequence_length=8", f"offline.dataset_dir={tmp_path}"])  # fmt: skip
     data = ensure_dataset(cfg, tmp_path)
     assert data is not None and (tmp_path / "two_rooms_generator.json").read_text().count('"door_passing_fraction": 0.0')
