@@ -60,7 +60,11 @@ from worldmodels.data.rows import observation_keys, row_fields, steps_to_rows
 
 __all__ = ["SequenceReplay", "metadata_problem", "rebuild_replay_metadata"]
 
-REPAIR = "rebuild it from the storage files with `worldmodels repair RUN_DIR` (data.replay.rebuild_replay_metadata)"
+def repair_hint(directory: Path) -> str:
+    """How to rebuild ``directory/replay.json``: ``worldmodels repair RUN_DIR`` for a run's ``replay/``."""
+    if directory.name == "replay" and (directory.parent / "config.yaml").is_file():
+        return f"rebuild it from the storage files with `worldmodels repair {directory.parent}`"
+    return f"rebuild it from the storage files with worldmodels.data.replay.rebuild_replay_metadata({str(directory)!r})"
 
 
 # ----------------------------------------------------------------------------- the replay
@@ -247,7 +251,7 @@ def _read_metadata(path: Path, capacity: int) -> dict | None:
         return None
     problem = metadata_problem(path.parent)
     if problem is not None:
-        raise ValueError(f"{path} is {problem}; {REPAIR}.")
+        raise ValueError(f"{path} is {problem}; {repair_hint(path.parent)}.")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{path} is not a {FORMAT} version {VERSION} file (found {meta.get('format')!r} "

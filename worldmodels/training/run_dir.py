@@ -261,10 +261,15 @@ def _what_was_lost(run_dir, previous: Counters) -> str:
         latest = Counters.from_dict(json.loads(checkpoint_path(run_dir).with_suffix(".json").read_text())["counters"])
     except (OSError, ValueError, KeyError, TypeError):
         latest = None
+    at = f"{_count(previous.updates, 'update')} and {_count(previous.episodes, 'episode')}"
     if latest is None or latest.updates < previous.updates:
-        return f"written at {previous.updates} updates and {previous.episodes} episodes"
-    return (f"{latest.updates - previous.updates} updates and {latest.episodes - previous.episodes} episodes older "
-            f"(at {previous.updates} updates, {previous.episodes} episodes)")
+        return f"written at {at}"
+    return (f"{_count(latest.updates - previous.updates, 'update')} and "
+            f"{_count(latest.episodes - previous.episodes, 'episode')} older (at {at})")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def trim_metrics(run_dir: Path, size: int) -> None:
@@ -276,11 +281,30 @@ def trim_metrics(run_dir: Path, size: int) -> None:
         os.truncate(path, size)
 
 
+UPDATE_KEY = "train/loss/total"
+"""logged by every update; rows from the first one on are logged again by a run resumed without a checkpoint"""
+
+
+def first_update_offset(run_dir: Path) -> int:
+    """Byte offset of the first ``metrics.jsonl`` row holding update losses (the file's size if none):
+    what a resume without any checkpoint keeps (the seed episodes' returns, which are not collected again)."""
+    path, offset = Path(run_dir) / "metrics.jsonl", 0
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as file:
+        for line in file:
+            if f'"{UPDATE_KEY}"'.encode() in line:
+                return offset
+            offset += len(line)
+    return offset
+
+
 def restore_state(run_dir: Path, model, optimizer, behaviour, device) -> Counters:
     """Load the newest readable checkpoint (:func:`load_checkpoint`) into ``model``, ``optimizer`` and
     ``behaviour``, restore the RNG states, cut ``metrics.jsonl`` back to it, and return the counters;
-    a run without a checkpoint yet starts at zero."""
+    a run without a checkpoint yet starts at zero, its metrics cut back to before the first update."""
     if not has_checkpoint(run_dir):
+        trim_metrics(run_dir, first_update_offset(run_dir))
         return Counters()
     state = load_checkpoint(run_dir, map_location=device)
     model.load_state_dict(state["model"])
