@@ -165,6 +165,23 @@ def test_corrupt_config_is_one_sentence_and_repair_rewrites_it(tmp_path, how):
     assert read_run_config(tmp_path).seed == 0  # the checkpoint's config (tiny_checkpoints saved defaults)
 
 
+def test_the_cli_answers_a_corrupt_run_directory_in_one_sentence(tmp_path, capsys):
+    save_config(load_config(None, TINY), tmp_path / "config.yaml")
+    tiny_checkpoints(tmp_path)
+    (tmp_path / "config.yaml").write_text("")
+    for command in (["eval", str(tmp_path)], ["plan", str(tmp_path), "--goal", "x.png"], ["imagine", str(tmp_path)],
+                    ["train", "--resume", str(tmp_path)]):  # fmt: skip
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and f"worldmodels repair {tmp_path}" in err, err
+    assert main(["repair", str(tmp_path)]) == 0 and "rewrote" in capsys.readouterr().out
+    synthetic_replay(tmp_path / "replay")
+    (tmp_path / "replay" / "replay.json").write_text("{")
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert f"replay.json is not valid JSON (truncated or garbled); rebuild it from the storage files with " \
+           f"`worldmodels repair {tmp_path}`" in capsys.readouterr().err
+
+
 def synthetic_replay(directory: Path, lengths=(5, 8, 3, 9, 6, 7, 4, 10, 5, 6), capacity=30) -> dict:
     replay = SequenceReplay(directory, capacity=capacity)
     for i, n in enumerate(lengths):
