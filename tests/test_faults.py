@@ -91,7 +91,8 @@ def test_rotation_keeps_the_previous_checkpoint(tmp_path):
 def test_unreadable_latest_falls_back_to_previous_saying_what_was_lost(tmp_path, how):
     tiny_checkpoints(tmp_path)
     damage(checkpoint_path(tmp_path), how)
-    with pytest.warns(CheckpointFallback, match=r"latest.pt is unreadable; using previous.pt instead, 15 updates and 1 episode older"):
+    lost = r"latest.pt is unreadable; using previous.pt instead, 15 updates and 1 episode older \(at 10 updates"
+    with pytest.warns(CheckpointFallback, match=lost):
         state = load_checkpoint(tmp_path)
     assert state["counters"]["updates"] == 10 and float(state["model"]["weight"][0, 0]) == 10
 
@@ -107,7 +108,8 @@ def test_no_readable_checkpoint_is_one_sentence_naming_both(tmp_path):
     tiny_checkpoints(tmp_path)
     damage(checkpoint_path(tmp_path), "truncated")
     damage(previous_checkpoint_path(tmp_path), "empty")
-    with pytest.raises(checkpoint.UnreadableCheckpoint, match=r"latest.pt is unreadable and previous.pt is unreadable.*new run"):
+    both = r"latest.pt is unreadable and previous.pt is unreadable.*new run"
+    with pytest.raises(checkpoint.UnreadableCheckpoint, match=both):
         load_checkpoint(tmp_path)
 
 

@@ -32,7 +32,14 @@ from worldmodels.models.planet import PlaNet
 from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
 from worldmodels.training.online import OnlineRun, evaluate_returns, train_online
-from worldmodels.training.run_dir import load_weights, open_for_writing, prepare, read_run_config, resolve_device, resolve_run_dir
+from worldmodels.training.run_dir import (
+    load_weights,
+    open_for_writing,
+    prepare,
+    read_run_config,
+    resolve_device,
+    resolve_run_dir,
+)
 
 
 def actor_critic(cfg: RunConfig, model: WorldModel) -> ImaginationActorCritic:

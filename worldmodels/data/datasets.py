@@ -150,11 +150,13 @@ def _read_metadata(directory: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is corrupt (not valid JSON: {type(err).__name__}); {_RECOLLECT.format(directory=directory)}") from err
+        remedy = _RECOLLECT.format(directory=directory)
+        raise ValueError(f"{path} is corrupt (not valid JSON: {type(err).__name__}); {remedy}") from err
     if not isinstance(meta, dict) or any(key not in meta for key in ("fields", "num_rows", "num_episodes")):
         if isinstance(meta, dict) and meta.get("format", FORMAT) != FORMAT:
             raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}.")
-        raise ValueError(f"{path} is corrupt (not a complete dataset manifest); {_RECOLLECT.format(directory=directory)}")
+        raise ValueError(f"{path} is corrupt (not a complete dataset manifest); "
+                         f"{_RECOLLECT.format(directory=directory)}")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}.")
     if meta.get("version") != VERSION:

@@ -4,8 +4,8 @@ A checkpoint is written to a temporary file in the same directory, flushed and f
 ``os.replace``d over the target, so a crash (even kill -9) leaves either the old or the new
 file, never a torn one. :func:`save_rotating` also reads the new file back before it replaces the
 old one, and keeps the old one as ``previous.pt``, so one unreadable file (a disk fault, a
-truncation by hand) costs one checkpoint interval, not the run. The replay buffer is not inside the checkpoint: it lives on disk in the
-run directory and reopens by itself (see ``worldmodels/data/replay.py``).
+truncation by hand) costs one checkpoint interval, not the run. The replay buffer is not inside
+the checkpoint: it lives on disk in the run directory and reopens by itself (see ``worldmodels/data/replay.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.core.files import atomic_write
+from worldmodels.core.files import atomic_write, temporary_path
 
 
 def save_atomic(payload: Any, path: str | Path) -> None:
@@ -38,7 +38,9 @@ def save_rotating(payload: Any, path: str | Path, previous: str | Path) -> None:
 
     The new file is loaded back before anything is replaced, and the old ``path`` becomes
     ``previous`` only when it is intact (an unreadable one is dropped, so a good ``previous`` stays).
-    A crash between the two renames leaves ``previous`` and no ``path``; loaders fall back to it.
+    ``path`` exists throughout (``previous`` is a hard link to it), so readers never miss it; where
+    hard links fail it is renamed, and a crash before the new file lands leaves only ``previous``,
+    which loaders fall back to.
     """
     path, previous = Path(path), Path(previous)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,9 +48,21 @@ def save_rotating(payload: Any, path: str | Path, previous: str | Path) -> None:
     def verify_and_rotate(temporary: Path) -> None:
         load(temporary)
         if path.exists() and is_intact(path):
-            os.replace(path, previous)
+            keep_as(path, previous)
 
     atomic_write(path, lambda file: torch.save(payload, file), before_replace=verify_and_rotate)
+
+
+def keep_as(path: Path, previous: Path) -> None:
+    """Make ``previous`` the file now at ``path``: a hard link renamed into place, else a rename."""
+    link = temporary_path(previous)
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:
+        os.replace(path, previous)
+        return
+    os.replace(link, previous)
 
 
 def is_intact(path: str | Path) -> bool:
@@ -73,8 +87,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # torch, pickle and zipfile raise many kinds for a damaged file
-        raise UnreadableCheckpoint(f"{str(path)!r} is not a readable checkpoint "
-                                   f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}).") from err
+        detail = str(err).splitlines()[0] if str(err) else "no detail"
+        raise UnreadableCheckpoint(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: {detail}).") from err
     if not isinstance(state, dict) or "model" not in state:
         raise UnreadableCheckpoint(f"{str(path)!r} holds no checkpoint (no model weights in it).")
     return state

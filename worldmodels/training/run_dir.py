@@ -35,7 +35,7 @@ from typing import Iterator
 import torch
 import yaml
 
-from worldmodels.core.config import ConfigError, RunConfig, from_dict, load_config, to_dict
+from worldmodels.core.config import ConfigError, RunConfig, from_dict, to_dict
 from worldmodels.core.files import atomic_write, atomic_write_json, remove_stale_temporaries
 from worldmodels.data.replay import metadata_problem, rebuild_replay_metadata
 from worldmodels.training import checkpoint
@@ -250,8 +250,8 @@ def load_checkpoint(run_dir: str | Path, map_location="cpu") -> dict:
             f"no readable checkpoint in {str(latest.parent)!r}: {latest.name} {problem} and {previous.name} is "
             f"{'missing' if not previous.exists() else 'unreadable'}; the weights are lost, so start a new run "
             f"(its replay/ can be copied into the new run directory to reuse the episodes).") from None
-    warnings.warn(f"{latest} {problem}; using {previous.name} instead, "
-                  f"{_what_was_lost(run_dir, Counters.from_dict(state['counters']))}.", CheckpointFallback, stacklevel=2)
+    lost = _what_was_lost(run_dir, Counters.from_dict(state["counters"]))
+    warnings.warn(f"{latest} {problem}; using {previous.name} instead, {lost}.", CheckpointFallback, stacklevel=2)
     return state
 
 
