@@ -377,7 +377,7 @@ def test_kill_9_at_random_moments_then_resume_loses_no_episode_and_repeats_no_me
         if attempt == 1:
             wait_for_losses_logged_past_the_checkpoint(proc, run_dir)
         else:
-            time.sleep(rng.uniform(4.0, 9.0))  # interpreter start-up is ~3-5 s of it
+            time.sleep(rng.uniform(4.0, 9.0))  # start-up (imports) takes part of it
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         episodes, rows, pixels = replay_state(run_dir)
