@@ -24,7 +24,7 @@ from planners.agents import PolicyAgent
 from planners.builder import goal_planning_agent, planning_agent
 from planners.lexa_behaviour import LexaBehaviour
 from worldmodels.core import keys
-from worldmodels.core.config import ConfigError, RunConfig, load_config
+from worldmodels.core.config import ConfigError, RunConfig
 from worldmodels.core.interface import WorldModel
 from worldmodels.evaluation.lexa import achiever_agent_for, lexa_scalars
 from worldmodels.models.dreamer import DreamerV2
@@ -33,7 +33,14 @@ from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
 from worldmodels.training.budget import extend_budget
 from worldmodels.training.online import OnlineRun, evaluate_returns, final_returns, train_online
-from worldmodels.training.run_dir import load_weights, prepare, resolve_device
+from worldmodels.training.run_dir import (
+    load_weights,
+    open_for_writing,
+    prepare,
+    read_run_config,
+    resolve_device,
+    resolve_run_dir,
+)
 
 
 def actor_critic(cfg: RunConfig, model: WorldModel) -> ImaginationActorCritic:
@@ -188,16 +195,21 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
           overrides: list[str] = ()) -> Path:  # fmt: skip
     """Train ``cfg`` (or resume the run in ``run_dir``) with its method's loop; returns the run directory.
 
-    ``overrides`` (resume only) extend the run's budget (``training.budget.BUDGET_KEYS``) in its
-    ``config.yaml`` first; a resumed run with nothing left to do raises ``training.budget.BudgetSpent``.
+    The whole run holds the run directory's writer lock (``training.run_dir.open_for_writing``), so a
+    second ``train`` on the same directory is refused while this one lives. ``overrides`` (resume
+    only) extend the run's budget (``training.budget.BUDGET_KEYS``) in its ``config.yaml``, under
+    the lock; a resumed run with nothing left to do raises ``training.budget.BudgetSpent``.
     """
     if resume:  # the run's own config names the method
         cfg, _ = prepare(None, run_dir, resume=True)
-        if overrides:
-            extend_budget(run_dir, list(overrides))
     elif overrides:
         raise ValueError("overrides without resume belong in load_config(path, overrides).")
-    return method_of(cfg).train(cfg if not resume else None, run_dir, resume)
+    else:
+        run_dir = resolve_run_dir(cfg, run_dir)
+    with open_for_writing(run_dir):
+        if resume and overrides:
+            extend_budget(run_dir, list(overrides))
+        return method_of(cfg).train(cfg if not resume else None, run_dir, resume)
 
 
 @dataclass
@@ -212,11 +224,10 @@ class TrainedRun:
 
 
 def load_trained(run_dir: str | Path, device: str | None = None) -> TrainedRun:
-    """A run's config, a fresh env, and its model and behaviour with the weights of ``checkpoints/latest.pt``."""
+    """A run's config, a fresh env, and its model and behaviour with the weights of ``checkpoints/latest.pt``
+    (``previous.pt``, with a warning, when latest.pt is unreadable)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml).")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = read_run_config(run_dir)
     method = method_of(cfg)
     target = resolve_device(device or cfg.device)
     env = make_env(cfg.env, seed=cfg.seed + 10_000)

@@ -180,3 +180,11 @@ def collect_cli_command(args) -> int:
                     episode_length=args.episode_length, seed=args.seed, store_pixels=not args.no_pixels)  # fmt: skip
     print(f"dataset: {args.out}")
     return 0
+
+
+def repair_command(args) -> int:
+    from worldmodels.training.run_dir import repair_run
+
+    for line in repair_run(args.run_dir):
+        print(line)
+    return 0

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the env and the random actions (default: 0)")
     p.add_argument("--no-pixels", action="store_true", help="store states only; render frames when loading")
     p.set_defaults(command_name="collect_cli_command")
+
+    p = sub.add_parser("repair", help="rebuild a damaged run directory's config.yaml and replay/replay.json")
+    p.add_argument("run_dir", help="the run directory to repair (not while it trains)")
+    p.set_defaults(command_name="repair_command")
     return parser
 
 

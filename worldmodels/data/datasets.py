@@ -49,7 +49,7 @@ from tensordict import TensorDict
 from tqdm import tqdm
 
 from worldmodels.core import keys
-from worldmodels.core.files import atomic_write, atomic_write_json
+from worldmodels.core.files import atomic_write, atomic_write_json, remove_stale_temporaries
 from worldmodels.data.rows import check_rows, row_fields
 from worldmodels.data.windows import sample_windows
 
@@ -82,6 +82,8 @@ class EpisodeDatasetWriter:
         (self.directory / "episodes").mkdir(parents=True, exist_ok=True)
         self.durable = durable
         meta_path = self.directory / "dataset.json"
+        remove_stale_temporaries(self.directory)
+        remove_stale_temporaries(self.directory / "episodes")
         if meta_path.exists():
             self.meta = _read_metadata(self.directory)
             if self.meta["pixels"] != ("stored" if store_pixels else "render"):
@@ -126,11 +128,35 @@ class EpisodeDatasetWriter:
         self.close()
 
 
+_RECOLLECT = ("delete {directory} and make it again (`worldmodels collect`, or `worldmodels train --resume RUN_DIR` "
+              "for a run's own data/, which it regenerates)")
+
+
+def _read_episode(directory: Path, index: int, fields) -> dict:
+    """Episode ``index``'s arrays; a missing or damaged file is one sentence naming it."""
+    path = _episode_path(directory, index)
+    try:
+        with np.load(path) as episode:
+            return {key: episode[key] for key in fields}
+    except Exception as err:  # numpy and zipfile raise many kinds for a missing, truncated or garbled file
+        raise ValueError(f"{path} is missing or corrupt ({type(err).__name__}), though {directory / 'dataset.json'} "
+                         f"lists it; {_RECOLLECT.format(directory=directory)}") from err
+
+
 def _read_metadata(directory: Path) -> dict:
     path = Path(directory) / "dataset.json"
     if not path.exists():
         raise FileNotFoundError(f"no episode dataset at {directory}: {path.name} not found.")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        remedy = _RECOLLECT.format(directory=directory)
+        raise ValueError(f"{path} is corrupt (not valid JSON: {type(err).__name__}); {remedy}") from err
+    if not isinstance(meta, dict) or any(key not in meta for key in ("fields", "num_rows", "num_episodes")):
+        if isinstance(meta, dict) and meta.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}.")
+        raise ValueError(f"{path} is corrupt (not a complete dataset manifest); "
+                         f"{_RECOLLECT.format(directory=directory)}")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}.")
     if meta.get("version") != VERSION:
@@ -239,7 +265,7 @@ def load_dataset(directory, render_fn: RenderFn | None = None, device="cpu") -> 
 
     Raises:
         FileNotFoundError: no ``dataset.json`` in ``directory``.
-        ValueError: unknown format or version.
+        ValueError: unknown format or version, or a corrupt manifest or episode file (naming it and the remedy).
     """
     directory = Path(directory)
     meta = _read_metadata(directory)
@@ -250,10 +276,10 @@ def load_dataset(directory, render_fn: RenderFn | None = None, device="cpu") -> 
     )  # preallocated [R, ...]: no second copy while loading
     lengths, cursor = [], 0
     for index in range(meta["num_episodes"]):
-        with np.load(_episode_path(directory, index)) as episode:
-            length = episode[keys.IS_FIRST].shape[0]
-            for key in fields:
-                rows.get(key)[cursor : cursor + length] = torch.from_numpy(episode[key])
+        episode = _read_episode(directory, index, fields)
+        length = episode[keys.IS_FIRST].shape[0]
+        for key in fields:
+            rows.get(key)[cursor : cursor + length] = torch.from_numpy(episode[key])
         lengths.append(length)
         cursor += length
     return OfflineSequenceDataset(meta, rows, torch.tensor(lengths, dtype=torch.int64), render_fn, device)

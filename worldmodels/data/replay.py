@@ -24,6 +24,9 @@ Design decisions:
   rows are written and the memmaps flushed, then the episode is recorded. After a crash (even
   ``kill -9``) reopening ``SequenceReplay(directory, capacity)`` restores every episode committed before
   it; an episode that was pending or half-written is dropped whole.
+* **Repairable.** A corrupt ``replay.json`` or storage file is one sentence naming the file and
+  what to do; :func:`rebuild_replay_metadata` rebuilds ``replay.json`` from intact storage files
+  (their ``episode``, ``is_first`` and ``is_last`` columns delimit the episodes).
 
 ``directory/replay.json`` (format ``worldmodels-replay``, version 1)::
 
@@ -44,6 +47,7 @@ from tensordict import TensorDict
 from torchrl.data import ReplayBuffer
 
 from worldmodels.core import keys
+from worldmodels.core.files import atomic_write_json
 from worldmodels.data.replay_storage import (
     FORMAT,
     VERSION,
@@ -52,9 +56,15 @@ from worldmodels.data.replay_storage import (
     EpisodeWindowSampler,
     EpisodeWriter,
 )
-from worldmodels.data.rows import observation_keys, steps_to_rows
+from worldmodels.data.rows import observation_keys, row_fields, steps_to_rows
 
-__all__ = ["SequenceReplay"]
+__all__ = ["SequenceReplay", "metadata_problem", "rebuild_replay_metadata"]
+
+def repair_hint(directory: Path) -> str:
+    """How to rebuild ``directory/replay.json``: ``worldmodels repair RUN_DIR`` for a run's ``replay/``."""
+    if directory.name == "replay" and (directory.parent / "config.yaml").is_file():
+        return f"rebuild it from the storage files with `worldmodels repair {directory.parent}`"
+    return f"rebuild it from the storage files with worldmodels.data.replay.rebuild_replay_metadata({str(directory)!r})"
 
 
 # ----------------------------------------------------------------------------- the replay
@@ -94,7 +104,7 @@ class SequenceReplay:
             self.table.cursor = 0
         self.storage = EpisodeMemmapStorage(capacity, scratch_dir=storage_dir, auto_cleanup=False)
         if self.table.ids:
-            self.storage.reopen(meta["storage_len"])
+            _reopen_storage(self.storage, storage_dir, meta["storage_len"])
         self.writer = EpisodeWriter(self.table, meta_path, durable=durable)
         self.sampler = EpisodeWindowSampler(self.table)
         self.buffer = ReplayBuffer(storage=self.storage, sampler=self.sampler, writer=self.writer)
@@ -239,6 +249,9 @@ class SequenceReplay:
 def _read_metadata(path: Path, capacity: int) -> dict | None:
     if not path.exists():
         return None
+    problem = metadata_problem(path.parent)
+    if problem is not None:
+        raise ValueError(f"{path} is {problem}; {repair_hint(path.parent)}.")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"{path} is not a {FORMAT} version {VERSION} file (found {meta.get('format')!r} "
@@ -247,3 +260,110 @@ def _read_metadata(path: Path, capacity: int) -> dict | None:
         raise ValueError(f"the replay in {path.parent} has capacity {meta['capacity']} rows, not {capacity}; "
                          f"reopen it with capacity={meta['capacity']} or use a new directory.")
     return meta
+
+
+METADATA_KEYS = ("capacity", "cursor", "storage_len", "next_episode_id", "rows_added", "episodes")
+
+
+def metadata_problem(directory) -> str | None:
+    """What is wrong with ``directory/replay.json`` (``"empty"``, ``"not valid JSON"``, ...), or None
+    when it is readable or absent (a replay that committed nothing yet has none)."""
+    path = Path(directory) / "replay.json"
+    if not path.exists():
+        return None
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return "unreadable"
+    if not text.strip():
+        return "empty"
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        return "not valid JSON (truncated or garbled)"
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None if isinstance(meta, dict) and "format" in meta else "not replay metadata"
+    missing = [key for key in METADATA_KEYS if key not in meta]
+    return f"incomplete (no {', '.join(missing)})" if missing else None
+
+
+def _reopen_storage(storage: EpisodeMemmapStorage, storage_dir: Path, length: int) -> None:
+    try:
+        _check_memmap_files(storage_dir)
+        storage.reopen(length)
+    except Exception as err:  # tensordict/numpy raise many kinds for missing, short or garbled files
+        raise ValueError(
+            f"the replay's storage files in {storage_dir} are unreadable ({err}); the episodes in them are lost: "
+            f"move {storage_dir.parent} aside to collect a new replay, or start a new run.") from err
+
+
+def _check_memmap_files(storage_dir: Path) -> None:
+    """Raise unless every memmap file listed in tensordict's ``meta.json`` exists at full size
+    (mapping a short file would silently extend it with zeros)."""
+    meta = json.loads((storage_dir / "meta.json").read_text())
+    for key, leaf in meta.items():
+        if not (isinstance(leaf, dict) and "shape" in leaf and str(leaf.get("dtype", "")).startswith("torch.")):
+            continue
+        path = storage_dir / f"{key}.memmap"
+        itemsize = torch.empty((), dtype=getattr(torch, leaf["dtype"].removeprefix("torch."))).element_size()
+        expected = itemsize * int(torch.tensor(leaf["shape"]).prod())
+        size = path.stat().st_size if path.is_file() else -1
+        if size < expected:
+            raise ValueError(f"{path.name} is {'missing' if size < 0 else f'{size} bytes, not {expected}'}")
+
+
+def rebuild_replay_metadata(directory) -> str:
+    """Rebuild ``directory/replay.json`` from the storage files; returns a one-line summary.
+
+    Episodes are the runs of rows with one ``episode`` id that start with ``is_first`` and end with
+    ``is_last``; rows of episodes partly overwritten by the ring are skipped. ``rows_added`` is
+    exact while no episode was evicted (ids start at 0 and have no gap), else estimated from the
+    mean live episode length (it only sets the env-step count logged beside metrics).
+
+    Raises:
+        ValueError: the storage files themselves are unreadable, or hold no whole episode.
+    """
+    directory = Path(directory)
+    storage_dir = directory / "storage"
+    try:
+        _check_memmap_files(storage_dir)
+        rows = TensorDict.load_memmap(storage_dir)
+    except Exception as err:
+        raise ValueError(f"cannot rebuild {directory / 'replay.json'}: the storage files in {storage_dir} are "
+                         f"unreadable too ({err}); move {directory} aside and start collecting again.") from err
+    table = EpisodeTable(rows.shape[0])
+    spans = _episode_spans(rows)
+    if not spans:
+        raise ValueError(f"cannot rebuild {directory / 'replay.json'}: {storage_dir} holds no whole episode; "
+                         f"move {directory} aside and start collecting again.")
+    for episode_id, start, length in spans:
+        table.ids.append(episode_id)
+        table.starts.append(start)
+        table.lengths.append(length)
+        table.returns.append(float(rows.get(keys.REWARD)[start : start + length].sum()))
+    table.next_id = spans[-1][0] + 1
+    table.cursor = spans[-1][1] + spans[-1][2]
+    exact = table.ids == list(range(table.next_id))
+    table.rows_added = sum(table.lengths) if exact else round(sum(table.lengths) * table.next_id / len(table.ids))
+    meta = {"format": FORMAT, "version": VERSION, **table.to_json(), "storage_len": max(s + n for _, s, n in spans),
+            "num_rows": sum(table.lengths), "fields": row_fields(rows[:1])}
+    atomic_write_json(directory / "replay.json", meta)
+    estimate = "" if exact else f"; {table.next_id - len(table.ids)} evicted episodes, rows_added estimated"
+    return f"{len(table.ids)} episodes, {meta['num_rows']} rows{estimate}"
+
+
+def _episode_spans(rows: TensorDict) -> list[tuple[int, int, int]]:
+    """``(episode id, start, length)`` of every whole episode in ring storage rows, oldest id first."""
+    ids = rows.get(keys.EPISODE).reshape(-1).tolist()
+    first = rows.get(keys.IS_FIRST).reshape(-1).bool().tolist()
+    last = rows.get(keys.IS_LAST).reshape(-1).bool().tolist()
+    spans, start = {}, None
+    for row, episode_id in enumerate(ids):
+        if first[row]:
+            start = row
+        elif start is not None and ids[row - 1] != episode_id:
+            start = None
+        if start is not None and last[row] and ids[start] == episode_id:
+            spans.setdefault(episode_id, (episode_id, start, row - start + 1))
+            start = None
+    return sorted(spans.values())
