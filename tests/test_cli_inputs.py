@@ -234,3 +234,20 @@ def test_package_sets_mujoco_gl_first_and_loads_its_reexports_on_first_use():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_library_warnings_print_as_one_plain_line(capsys):
+    import warnings
+
+    from worldmodels.cli.main import _plain_library_warnings
+    from worldmodels.training.run_dir import CheckpointFallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        _plain_library_warnings()
+        _plain_library_warnings()  # idempotent: one line, not two
+        warnings.warn(CheckpointFallback("latest.pt is unreadable; using previous.pt"))
+        warnings.warn(UserWarning("a third-party warning"))
+    err = capsys.readouterr().err
+    assert err.count("warning: latest.pt is unreadable; using previous.pt\n") == 1
+    assert "warning: a third-party warning" not in err  # other warnings keep Python's own handling

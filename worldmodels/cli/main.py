@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a world model (and its agent) on a config")
     p.add_argument("config", nargs="?", help="YAML config, e.g. configs/planet_cheetah_cpu.yaml")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.total_episodes=20")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint; budget overrides after it extend a finished run "
+                        "(train.total_episodes=N, train.max_minutes=M, offline.updates=U)")  # fmt: skip
     p.add_argument("--run-dir", help="where to write the run (default runs/<method>_<task>_<seed>_<time>)")
     p.set_defaults(command_name="train_command")
 
@@ -144,6 +146,25 @@ def _quiet_third_party() -> None:
     logging.getLogger("torchrl").setLevel(logging.WARNING)
 
 
+def _plain_library_warnings() -> None:
+    """Show the library's own warnings (e.g. a checkpoint fallback) as one ``warning: ...`` line,
+    without the file, line and source text Python prints; other warnings keep their format."""
+    import warnings
+
+    default = warnings.showwarning
+    if getattr(default, "plain_library_warnings", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("worldmodels."):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.plain_library_warnings = True
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from worldmodels.cli import commands
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from worldmodels.training.step import RunInterrupted, TrainingDiverged
 
     _quiet_third_party()
+    _plain_library_warnings()
     try:
         return getattr(commands, args.command_name)(args)
     except (ConfigError, CapabilityError, FileNotFoundError, FileExistsError, ValueError) as err:

@@ -309,6 +309,9 @@ def final_evaluation(run: OnlineRun) -> None:
     else:
         result = {"summary": "no final evaluation (train.final_eval_episodes=0)"}
     write_final_eval(run.run_dir, result, run.counters.updates, run.replay.episodes_added)
+    # Checkpointed again (same counters and weights) so that it records the metrics rows just
+    # logged: a later resume cuts metrics.jsonl back to the checkpoint and would drop them.
+    save_state(run.run_dir, cfg, run.model, run.optimizer, run.behaviour, run.counters)
 
 
 def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bool = False) -> Path:
