@@ -26,7 +26,6 @@ DEFERRED_ALLOWED = {
     # The CLI parses arguments before importing torch and the library, so `--help` and argument
     # errors answer at once.
     "worldmodels.cli.main": "*",
-    "worldmodels.cli.commands": "*",
     # Simulator suites load MuJoCo / dm_control only when a suite is asked for.
     "envs": {"envs.dmc", "envs.goals", "envs.two_rooms"},
     "envs.goals": {"envs.dmc"},

@@ -23,6 +23,7 @@ from worldmodels.evaluation.returns import evaluate
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.methods import load_trained, train
 from worldmodels.training.budget import BudgetSpent, read_final_eval
+from worldmodels.training.run_dir import repair_run
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -183,8 +184,6 @@ def collect_cli_command(args) -> int:
 
 
 def repair_command(args) -> int:
-    from worldmodels.training.run_dir import repair_run
-
     for line in repair_run(args.run_dir):
         print(line)
     return 0
