@@ -87,8 +87,9 @@ def variant_of(cfg: RunConfig) -> str:
     return "wc0" if plain and off.door_passing_fraction == 0.0 else "custom"
 
 
-def train_or_reuse(config: str | None, overrides: list[str], run_dir: Path) -> None:
-    """Train a new run in ``run_dir``; resume one that holds a checkpoint (budget overrides extend it)."""
+def train_or_reuse(config: str | None, overrides: list[str], run_dir: Path, variant: list[str] = ()) -> None:
+    """Train a new run in ``run_dir`` (``overrides`` then the ``variant``'s); resume one that holds a
+    checkpoint (budget overrides extend it; the variant's were applied when it was made)."""
     if has_checkpoint(run_dir):
         budget = [o for o in overrides if o.split("=", 1)[0].strip() in BUDGET_KEYS]
         if len(budget) < len(overrides):
@@ -99,7 +100,7 @@ def train_or_reuse(config: str | None, overrides: list[str], run_dir: Path) -> N
         except BudgetSpent:
             pass  # finished: reuse as it is
         return
-    train(load_config(config, [*BENCH_DEFAULTS, *overrides]), run_dir)
+    train(load_config(config, [*BENCH_DEFAULTS, *overrides, *variant]), run_dir)
 
 
 def evaluate_row(cfg: RunConfig, model, planner: str, pairs: str, args) -> dict:
@@ -121,8 +122,11 @@ def evaluate_row(cfg: RunConfig, model, planner: str, pairs: str, args) -> dict:
 
 
 def bench_run(config: str | None, overrides: list[str], run_dir: Path, variant: str | None, args) -> list[dict]:
-    """Train or reuse ``run_dir``, evaluate it with every planner (and pair set); rows also go to its JSON."""
-    train_or_reuse(config, overrides, run_dir)
+    """Train or reuse ``run_dir`` (data ``variant``, a :data:`VARIANTS` name; None = read from the run's
+    config), evaluate it with every planner (and pair set); the rows also go to ``run_dir``'s JSON."""
+    data = [] if variant is None else [*VARIANTS[variant], f"offline.dataset_dir={run_dir / 'data'}"]
+    train_or_reuse(config, overrides, run_dir, data)
+    updates = int(load_checkpoint(run_dir)["counters"]["updates"])
     trained = load_trained(run_dir, args.device)
     cfg, model = trained.cfg, trained.model
     trained.env.close()
@@ -133,17 +137,13 @@ def bench_run(config: str | None, overrides: list[str], run_dir: Path, variant: 
     for pairs in pair_sets:
         for planner in planners:
             row = evaluate_row(cfg, model, planner, pairs, args)
-            row.update(variant=variant, run_dir=str(run_dir), updates=_updates(run_dir),
+            row.update(variant=variant, run_dir=str(run_dir), updates=updates,
                        paper=PAPER.get(variant) if pairs == "cross-room" else None)  # fmt: skip
             rows.append(row)
             print(f"{variant} {pairs} {planner}: success {row['success_rate']:.2f} over {row['episodes']} pairs "
                   f"({row['eval_s']:.0f} s)", flush=True)  # fmt: skip
     (run_dir / RESULTS).write_text(json.dumps(rows, indent=1))
     return rows
-
-
-def _updates(run_dir: Path) -> int:
-    return int(load_checkpoint(run_dir)["counters"]["updates"])
 
 
 def _rate(rate: float, n: int) -> str:
@@ -197,9 +197,7 @@ def main(argv=None) -> list[dict]:
         rows = bench_run(args.config, args.overrides, args.run_dir, None, args)
     else:
         for name in args.variants:
-            run_dir = args.run_dir / name
-            overrides = [*args.overrides, *VARIANTS[name], f"offline.dataset_dir={run_dir / 'data'}"]
-            rows += bench_run(args.config, overrides, run_dir, name, args)
+            rows += bench_run(args.config, args.overrides, args.run_dir / name, name, args)
         args.run_dir.mkdir(parents=True, exist_ok=True)
         (args.run_dir / RESULTS).write_text(json.dumps(rows, indent=1))
     print("\n" + "\n".join(table(rows)), flush=True)
