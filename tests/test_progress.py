@@ -134,6 +134,8 @@ def test_offline_time_budget_bar_counts_minutes_and_final_eval_is_written(tmp_pa
         train(run_dir=run_dir, resume=True)
     train(run_dir=run_dir, resume=True, overrides=["train.max_minutes=0", f"offline.updates={final['run_updates'] + 3}"])
     assert read_final_eval(run_dir)["run_updates"] == final["run_updates"] + 3
+    finals = [r["step"] for r in read_metrics(run_dir) if "eval/goal/success_rate" in r]
+    assert finals == [final["run_updates"], final["run_updates"] + 3]  # the resume kept the first final eval
 
 
 def test_lexa_final_eval_is_its_goal_evaluation(monkeypatch):

@@ -176,5 +176,6 @@ def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bo
     try:  # outside the time budget; Ctrl-C here leaves the run checkpointed and a resume runs it
         result = evaluate_goals(cfg, model, logger, counters.updates)
         write_final_eval(run_dir, final_summary(cfg, run_dir, result), counters.updates, 0)
+        save_state(run_dir, cfg, model, optimizer, None, counters)  # records the rows just logged (see online)
     finally:
         logger.close()
