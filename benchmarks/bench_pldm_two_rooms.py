@@ -38,7 +38,7 @@ import torch
 
 from worldmodels.core.config import load_config
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
-from worldmodels.methods import make_model, method_of
+from worldmodels.methods import method_of
 from worldmodels.training import checkpoint
 from worldmodels.training.offline import train_offline
 from worldmodels.training.run_dir import checkpoint_path
@@ -87,7 +87,7 @@ def main() -> None:
             train_offline(cfg, run_dir, method_of(cfg))  # every method on the same offline data
         train_s = time.time() - started
         state = checkpoint.load(checkpoint_path(run_dir))
-        model = make_model(cfg, 2, (2, 64, 64))
+        model = method_of(cfg).make_model(cfg, 2, (2, 64, 64))
         model.load_state_dict(state["model"])
         started = time.time()
         result = evaluate_goal_reaching(cfg, model.eval(), episodes=args.episodes, seed=42)

@@ -176,21 +176,6 @@ def method_of(cfg: RunConfig) -> Method:
     return METHODS[cfg.method]
 
 
-def make_model(cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
-    """The world model named by ``cfg.method``."""
-    return method_of(cfg).make_model(cfg, action_dim, image_shape)
-
-
-def make_behaviour(cfg: RunConfig, model: WorldModel):
-    """The method's behaviour learner, or None for planning methods."""
-    return method_of(cfg).make_behaviour(cfg, model)
-
-
-def make_agent(cfg: RunConfig, model: WorldModel, behaviour=None, explore: bool = False):
-    """The method's acting agent (exploration noise while collecting, none for evaluation)."""
-    return method_of(cfg).make_agent(cfg, model, behaviour, explore)
-
-
 def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
           overrides: list[str] = ()) -> Path:  # fmt: skip
     """Train ``cfg`` (or resume the run in ``run_dir``) with its method's loop; returns the run directory.
