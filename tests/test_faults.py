@@ -27,6 +27,7 @@ from worldmodels.core.config import ConfigError, load_config, save_config
 from worldmodels.data.datasets import EpisodeDatasetWriter, load_dataset
 from worldmodels.data.replay import SequenceReplay, rebuild_replay_metadata
 from worldmodels.data.rows import steps_to_rows
+from tests.test_training import TINY as TRAINING_TINY
 from worldmodels.training import checkpoint
 from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import (
@@ -298,15 +299,8 @@ def test_a_second_writer_is_refused_naming_the_holder_and_kill_9_frees_the_lock(
 
 # ----------------------------------------------------------------------------- real training processes
 
-TINY = [
-    "env.domain=cartpole", "env.task=swingup", "env.episode_length=48", "env.action_repeat=4",
-    "model.deter_dim=16", "model.stoch_dim=4", "model.hidden_dim=16", "model.cnn_depth=4",
-    "model.reward_units=16", "model.reward_layers=1",
-    "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
-    "cem.horizon=3", "cem.candidates=16", "cem.top_k=4", "cem.iterations=2",
-    "train.seed_episodes=2", "train.total_episodes=7", "train.updates_per_episode=6", "train.eval_every=0",
-    "log.progress=false", "log.tensorboard=false", "device=cpu",
-]  # the tiny run of tests/test_training.py, 7 episodes
+TINY = TRAINING_TINY + ["train.total_episodes=7", "train.updates_per_episode=6", "train.eval_every=0"]
+"""the tiny run of tests/test_training.py, 7 episodes, no in-training evaluation"""
 
 
 def tiny_yaml(tmp_path: Path, *extra: str) -> Path:
