@@ -2,7 +2,7 @@
 
 Every method trains with ``worldmodels.training.offline.train_offline`` on ONE reward-free Two
 Rooms dataset (PLDM-style good-quality trajectories, pixels rendered on the fly), then plans with
-the same MPPI toward the goal image's features (``GoalDistanceObjective(l2, last_k=3)``, PLDM's
+the same MPPI toward the goal image's features (``GoalDistanceObjective(l2, steps="all")``, PLDM's
 objective) on the same start/goal pairs (env sampler, seed 42, start and goal in different rooms).
 Success is measured from the true position (``mean((p - g)^2) < 1`` px^2). The chance level (uniform
 random actions from the same pairs) is printed beside it.

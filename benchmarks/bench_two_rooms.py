@@ -14,9 +14,11 @@ Usage:
         --planners mppi icem cem gradient
 
 Training goes through ``worldmodels.methods.train``: a run directory that already holds a checkpoint
-is resumed (its own ``config.yaml``; CONFIG and the non-budget overrides are then not applied, and
+is resumed (its own ``config.yaml``; CONFIG and the training overrides are then not applied, and
 only ``offline.updates`` / ``train.max_minutes`` overrides extend it), a finished one is reused as it
-is. The bench sets ``offline.eval_episodes=0`` before the user's overrides, so training does not run
+is. Evaluation overrides (``planner=``, the planner sections ``mppi.*``/``cem.*``/``icem.*``/
+``gradient.*`` and ``offline.eval_shrink_horizon``) apply to the evaluation of a reused run too, so
+one trained run can be evaluated under many planner settings, e.g. ``mppi.samples=512``. The bench sets ``offline.eval_episodes=0`` before the user's overrides, so training does not run
 its own final evaluation; the evaluation here is ``worldmodels.evaluation.two_rooms.evaluate_goal_reaching``.
 
 What the numbers mean (one table row per variant x pair set x planner):
@@ -56,7 +58,7 @@ import numpy as np
 import torch
 
 from planners.builder import PLANNERS, sequences_per_plan
-from worldmodels.core.config import RunConfig, load_config
+from worldmodels.core.config import RunConfig, load_config, with_overrides
 from worldmodels.evaluation.two_rooms import DIFFICULTY_BINS, evaluate_goal_reaching, sample_same_room_pairs
 from worldmodels.methods import load_trained, train
 from worldmodels.training.budget import BUDGET_KEYS, BudgetSpent
@@ -73,6 +75,16 @@ VARIANTS: dict[str, list[str]] = {
     "n500": ["offline.n_trajectories=500"],  # a smaller dataset (PLDM's ds_* sweep)
 }
 """Data variants: ``offline.*`` overrides applied after the config's own; only good and wc0 have a paper number."""
+
+EVAL_SECTIONS = (*PLANNERS, "planner", "offline.eval_shrink_horizon")
+"""Override keys (or their first part) that change the evaluation, not the training."""
+
+
+def is_eval_override(item: str) -> bool:
+    """Whether ``key=value`` sets a planner or evaluation setting (see :data:`EVAL_SECTIONS`)."""
+    key = item.split("=", 1)[0].strip()
+    return key in EVAL_SECTIONS or key.split(".", 1)[0] in EVAL_SECTIONS
+
 
 BENCH_DEFAULTS = ["offline.eval_episodes=0"]  # the bench evaluates; training skips its final evaluation
 RESULTS = "bench_two_rooms.json"
@@ -92,9 +104,9 @@ def train_or_reuse(config: str | None, overrides: list[str], run_dir: Path, vari
     checkpoint (budget overrides extend it; the variant's were applied when it was made)."""
     if has_checkpoint(run_dir):
         budget = [o for o in overrides if o.split("=", 1)[0].strip() in BUDGET_KEYS]
-        if len(budget) < len(overrides):
-            print(f"reusing {run_dir} with its own config.yaml; not applied: "
-                  f"{' '.join(o for o in overrides if o not in budget)}", flush=True)  # fmt: skip
+        ignored = [o for o in overrides if o not in budget and not is_eval_override(o)]
+        if ignored:
+            print(f"reusing {run_dir} with its own config.yaml; not applied: {' '.join(ignored)}", flush=True)
         try:
             train(run_dir=run_dir, resume=True, overrides=budget)
         except BudgetSpent:
@@ -114,8 +126,8 @@ def evaluate_row(cfg: RunConfig, model, planner: str, pairs: str, args) -> dict:
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(args.seed)
         result = evaluate_goal_reaching(cfg, model, episodes=args.episodes, seed=args.seed, steps=args.steps,
-                                        starts=starts, goals=goals)  # fmt: skip
-    return {"planner": planner, "pairs": pairs, "seed": args.seed, "steps": args.steps,
+                                        starts=starts, goals=goals, cost_steps=args.cost_steps)  # fmt: skip
+    return {"planner": planner, "pairs": pairs, "seed": args.seed, "steps": args.steps, "cost_steps": args.cost_steps,
             "shrink_horizon": cfg.offline.eval_shrink_horizon, "horizon": planner_cfg.horizon,
             "sequences_per_plan": sequences_per_plan(planner, planner_cfg), "eval_s": time.time() - started,
             **result}  # fmt: skip
@@ -128,7 +140,7 @@ def bench_run(config: str | None, overrides: list[str], run_dir: Path, variant: 
     train_or_reuse(config, overrides, run_dir, data)
     updates = int(load_checkpoint(run_dir)["counters"]["updates"])
     trained = load_trained(run_dir, args.device)
-    cfg, model = trained.cfg, trained.model
+    cfg, model = with_overrides(trained.cfg, [o for o in overrides if is_eval_override(o)]), trained.model
     trained.env.close()
     variant = variant or variant_of(cfg)
     planners = args.planners or [cfg.planner]
@@ -157,7 +169,8 @@ def table(rows: list[dict]) -> list[str]:
                            else f"{name} {low:g} <= r < {high:g}" for name, low, high in DIFFICULTY_BINS)  # fmt: skip
     first = rows[0]
     lines = [f"Two Rooms goal reaching (PLDM protocol): pairs seed {first['seed']}, {first['episodes']} per set, "
-             f"{first['steps']} steps, success mean((p-g)^2) < 1 px^2; H = planner horizon (s: min(steps_left, H))",
+             f"{first['steps']} steps, success mean((p-g)^2) < 1 px^2; cost summed over {first.get('cost_steps', 'all')} "
+             "imagined steps; H = planner horizon (s: min(steps_left, H))",
              f"difficulty r = door path / straight line: {thresholds}; bins show rate (count)",
              f"{'variant':<8} {'updates':>7} {'pairs':<10} {'planner':<8} {'seq/plan':>8} {'H':>4} {'success':>7} "
              f"{'95% CI':>12} {'random':>6} " + " ".join(f"{b:>9}" for b in bins)
@@ -187,6 +200,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                         help="data variants, each trained in RUN/VARIANT")  # fmt: skip
     parser.add_argument("--device", default=None, help="evaluation device (default: the run's)")
+    parser.add_argument("--cost-steps", choices=["all", "last_k"], default="all",
+                        help="imagined steps the latent cost sums: all (PLDM's MPPI running cost) or the last 3")
     return parser.parse_intermixed_args(argv)  # overrides may come after options too
 
 

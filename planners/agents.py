@@ -45,6 +45,15 @@ class _BeliefAgent:
         self.belief = None
         self.prev_action = None
 
+    def keep(self, rows: Tensor) -> None:
+        """Go on with the batch entries ``rows`` only (bool mask ``[B]`` or indices ``[B']``): their
+        beliefs and previous actions are kept, the rest dropped, so ended episodes cost nothing more.
+        The next :meth:`act` takes observations ``[B']`` in the same order."""
+        if self.belief is not None:
+            rows = torch.as_tensor(rows)
+            self.belief = self.belief[rows.to(self.belief.device)]
+            self.prev_action = self.prev_action[rows.to(self.prev_action.device)]
+
     def _start_episodes(self, entries: Tensor) -> None:
         """Hook: entries (bool ``[B]``) start new episodes mid-run (is_first with an existing belief)."""
 
@@ -141,6 +150,14 @@ class PlanningAgent(_BeliefAgent):
     def reset(self, batch_size: int | None = None) -> None:
         super().reset(batch_size)
         self.planner.reset(batch_size)
+
+    def keep(self, rows: Tensor) -> None:
+        rows = torch.as_tensor(rows)
+        super().keep(rows)
+        keep = getattr(self.planner, "keep", None)
+        if keep is None:
+            raise TypeError(f"{type(self.planner).__name__} has no keep(rows); the agent cannot drop batch entries.")
+        keep(rows)
 
     def _start_episodes(self, entries: Tensor) -> None:
         self.planner.reset(entries.shape[0], entries=entries)  # no stale warm start for new episodes

@@ -73,7 +73,8 @@ def goal_planning_agent(cfg: RunConfig, model: WorldModel, goal_pixels: Tensor, 
                         k: int = 3, name: str | None = None, config=None) -> PlanningAgent:  # fmt: skip
     """A new agent planning toward one goal image ``[C, H, W]`` (or goals ``[B, C, H, W]``, one per
     batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k)`` on ``model.embed_goal``
-    (PLDM's cost is ``metric="l2", steps="last_k", k=3``; LEXA's ``cosine`` over ``all`` steps)."""
+    (PLDM's MPPI cost is ``metric="l2", steps="all"``, its gradient planner's ``steps="last_k", k=3``;
+    LEXA's ``cosine`` over ``all`` steps)."""
     objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k)
     pixels = goal_pixels[None] if goal_pixels.dim() == 3 else goal_pixels
     objective.set_goal_pixels(pixels.to(model.device))

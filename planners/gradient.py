@@ -6,7 +6,15 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-from planners.population import WarmStart, bound_actions, check_state, expand_states, resolve_horizon, score_population
+from planners.population import (
+    WarmStart,
+    bound_actions,
+    check_state,
+    expand_states,
+    keep_objective_rows,
+    resolve_horizon,
+    score_population,
+)
 from worldmodels.core.config import GradientPlannerConfig
 from worldmodels.core.interface import WorldModel
 
@@ -52,6 +60,12 @@ class GradientPlanner:
     def reset(self, batch_size: int | None = None, entries: Tensor | None = None) -> None:
         """Forget the previous plan: entirely, or only for entries where ``entries`` (bool ``[B]``) is True."""
         self._warm.reset(entries)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the batch entries ``rows`` (bool mask ``[B]`` or indices) of the warm start and the
+        objective's goals, e.g. to stop planning for episodes that have ended (Two Rooms evaluation)."""
+        self._warm.keep(rows)
+        keep_objective_rows(self.objective, rows)
 
     def plan(self, state: TensorDict, horizon: int | None = None) -> Tensor:
         """Plan from ``state [B]``; returns the best sequence ``[B, H, A]`` within the action bounds

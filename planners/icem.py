@@ -9,6 +9,7 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from planners.population import (
+    keep_objective_rows,
     bound_actions,
     check_state,
     expand_states,
@@ -93,6 +94,15 @@ class ICEMPlanner:
             self.mean = self.elites = self.remembered = None
         else:
             self.remembered = self.remembered & ~entries.to(self.remembered.device, torch.bool)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the batch entries ``rows`` (bool mask ``[B]`` or indices) of the remembered mean,
+        elites and validity, and of the objective's goals (stop planning for ended episodes)."""
+        if self.mean is not None:
+            self.mean = self.mean[rows.to(self.mean.device)]
+            self.elites = None if self.elites is None else self.elites[rows.to(self.elites.device)]
+            self.remembered = self.remembered[rows.to(self.remembered.device)]
+        keep_objective_rows(self.objective, rows)
 
     def plan(self, state: TensorDict, horizon: int | None = None) -> Tensor:
         """Plan from ``state [B]``; returns ``[B, H, A]`` within the action bounds.

@@ -117,6 +117,11 @@ class GoalObjective(Objective):
         """Set the goals. Shapes: [B, G] (or [G], treated as B = 1)."""
         self.goal = self.checked_goal(goal)
 
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the goals of batch entries ``rows`` (bool mask ``[B]`` or indices). Shapes: [B,G] -> [B',G]."""
+        if self.goal is not None and self.goal.shape[0] > 1:
+            self.goal = self.goal[rows.to(self.goal.device)]
+
     def goal_for(self, rows: int) -> Tensor:
         """The goal of each of ``rows`` imagined rows, ``[N, G]``."""
         if self.goal is None:

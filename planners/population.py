@@ -99,6 +99,11 @@ class WarmStart:
         else:
             self.plan = self.plan * (~entries.to(self.plan.device, torch.bool))[:, None, None]  # [B,H,A]
 
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the batch entries ``rows`` (bool mask ``[B]`` or indices ``[B']``) of the stored plan."""
+        if self.plan is not None:
+            self.plan = self.plan[rows.to(self.plan.device)]  # [B',H,A]
+
     def initial_mean(self, enabled: bool, shape: tuple[int, int, int], device: torch.device) -> Tensor:
         """The previous plan without its executed first step, cropped or zero-padded to the horizon H
         of ``shape (B, H, A)``, when ``enabled`` and B and A still fit; zeros otherwise. With the
@@ -107,6 +112,14 @@ class WarmStart:
         if enabled and self.plan is not None and self.plan.shape[0] == b and self.plan.shape[-1] == a:
             return fit_horizon(self.plan.to(device)[:, 1:], h)
         return torch.zeros(shape, device=device)  # [B,H,A]
+
+
+def keep_objective_rows(objective, rows: Tensor) -> None:
+    """Shrink an objective's per-batch state (a goal objective's goals) to ``rows``; objectives
+    without per-batch state (predicted reward, disagreement) have no ``keep`` and need nothing."""
+    keep = getattr(objective, "keep", None)
+    if keep is not None:
+        keep(rows)
 
 
 def check_state(state: TensorDict, name: str = "state") -> int:

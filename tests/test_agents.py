@@ -200,3 +200,30 @@ def test_planning_agent_as_torchrl_collector_policy():
     assert batch.batch_size == (2, 3)
     assert batch[keys.ACTION].abs().max() <= 1.0
     assert batch[keys.IS_FIRST][:, 0].all() and not batch[keys.IS_FIRST][:, 1:].any()
+
+
+@pytest.mark.parametrize("planner_name", ["cem", "mppi", "icem", "gradient"])
+def test_keep_drops_batch_entries_from_belief_plan_and_goals(planner_name):
+    """After ``agent.keep(rows)`` the agent acts for the kept entries only, each still toward its own goal."""
+    from planners import GoalDistanceObjective
+    from planners.builder import PLANNERS
+    from worldmodels.core.config import GradientPlannerConfig, ICEMConfig
+
+    torch.manual_seed(0)
+    model = toy_model()
+    goals = torch.tensor([[0.8, 0.8], [-0.8, 0.8], [0.8, -0.8]])  # one goal per entry
+    objective = GoalDistanceObjective(model, goals, metric="l2", steps="all")  # toy features = position
+    configs = {"cem": SMALL_CEM, "mppi": MPPIConfig(horizon=3, iterations=4, samples=200, temperature=0.01),
+               "icem": ICEMConfig(horizon=3, iterations=4, population=200, elites=20),
+               "gradient": GradientPlannerConfig(horizon=3, iterations=30, restarts=2, lr=0.1)}  # fmt: skip
+    agent = PlanningAgent(model, PLANNERS[planner_name](model, objective, configs[planner_name]))
+    agent.reset(3)
+    agent.act(obs(model, torch.zeros(3, 2), True))
+    agent.keep(torch.tensor([False, True, True]))  # entry 0 has ended
+    assert agent.belief.batch_size[0] == 2 and agent.prev_action.shape == (2, 2)
+    assert objective.goal.shape[0] == 2
+    action = agent.act(obs(model, torch.zeros(2, 2), False))
+    assert action.shape == (2, 2)
+    assert action[0, 0] < 0 < action[0, 1] and action[1, 0] > 0 > action[1, 1]  # toward goals 1 and 2
+    agent.keep(torch.tensor([1]))  # indices work too
+    assert agent.act(obs(model, torch.zeros(1, 2), False))[0, 1] < 0  # toward goal 2

@@ -46,3 +46,17 @@ def test_one_variant_two_planners_end_to_end(tmp_path, capsys):
     assert all(r["variant"] == "wc0" for r in rows)
     assert [r["pairs"] for r in rows] == ["cross-room", "cross-room", "same-room", "same-room"]
     assert rows[-1]["paper"] is None and rows[-1]["updates"] == 3
+
+    # planner settings apply to a reused run's evaluation; training settings are reported as not applied
+    rows = bt.main(["configs/pldm_two_rooms_cpu.yaml", "mppi.samples=5", "mppi.iterations=2", "replay.batch_size=7",
+                    "--run-dir", str(tmp_path / "wc0"), "--episodes", "2", "--steps", "5", "--cost-steps", "last_k",
+                    "--device", "cpu"])  # fmt: skip
+    assert rows[0]["sequences_per_plan"] == 10 and rows[0]["cost_steps"] == "last_k"
+    out = capsys.readouterr().out
+    assert "not applied: replay.batch_size=7" in out and "mppi.samples" not in out.split("not applied")[1].splitlines()[0]
+
+
+def test_eval_overrides_are_told_apart_from_training_ones():
+    assert bt.is_eval_override("mppi.samples=512") and bt.is_eval_override("planner=icem")
+    assert bt.is_eval_override("offline.eval_shrink_horizon=false")
+    assert not bt.is_eval_override("offline.updates=10") and not bt.is_eval_override("replay.batch_size=4")

@@ -132,3 +132,13 @@ def test_conv_image_size_is_the_networks_one():
     from worldmodels.models.networks import IMAGE_SIZE
 
     assert CONV_IMAGE_SIZE == IMAGE_SIZE
+
+
+def test_with_overrides_copies_and_validates():
+    from worldmodels.core.config import ConfigError, load_config, with_overrides
+
+    cfg = load_config(None, ["method=pldm", "env.suite=two_rooms"])
+    changed = with_overrides(cfg, ["mppi.samples=7", "planner=icem"])
+    assert changed.mppi.samples == 7 and changed.planner == "icem" and cfg.mppi.samples != 7
+    with pytest.raises(ConfigError, match="mppi.sampels"):
+        with_overrides(cfg, ["mppi.sampels=7"])

@@ -165,7 +165,7 @@ METHODS: dict[str, Method] = {
         collect=lexa_collect_agent, training_eval=lexa_evaluate, training_eval_every=lambda cfg: cfg.lexa.goal_eval_every,
         final_eval=lexa_final_evaluate,
     ),
-    "pldm": Method("pldm", PLDM, loop="offline", goal_metric="l2", goal_steps="last_k"),
+    "pldm": Method("pldm", PLDM, loop="offline", goal_metric="l2", goal_steps="all"),  # PLDM MPPI: running cost
 }
 """Every method by its config name. LEXA's model is DreamerV2's with LEXA's defaults (``LexaModelConfig``)."""
 

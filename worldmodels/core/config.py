@@ -904,6 +904,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def with_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """A copy of ``cfg`` with dotted ``key=value`` overrides applied and validated as at load."""
+    return from_dict(RunConfig, apply_overrides(to_dict(cfg), list(overrides)))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML file (or defaults when ``path`` is None), apply overrides, validate.
 

@@ -2,9 +2,11 @@
 
 Protocol (PLDM, Sobal, Zhang et al. 2025, methods.md 2.5 / 3.6): N start/goal pairs drawn by the
 env's own sampler (level "medium": start and goal in different rooms) from seed 42, the goal
-image embedded by ``model.embed_goal``, MPPI maximising ``-sum_{last 3} mean_d (z^_h - z_goal)^2``
-(``GoalDistanceObjective(metric="l2", steps="last_k", k=3)``), replanning every step, 200 steps,
-success ``mean((p - goal)^2) < 1`` px^2 from the true position (an episode ends at success).
+image embedded by ``model.embed_goal``, MPPI maximising ``-sum_{h=1..H} mean_d (z^_h - z_goal)^2``
+(``GoalDistanceObjective(metric="l2", steps="all")``: PLDM's MPPI sums its ``RunningCost`` over
+every planned step; the last-3 sum of its ``ReprTargetMPCObjective`` serves only its gradient
+planner), replanning every step, 200 steps, success ``mean((p - goal)^2) < 1`` px^2 from the true
+position (an episode ends at success and leaves the planning batch).
 
 All N episodes run as one batch: the planner plans for ``[N]`` states at once and the positions
 advance with ``envs.two_rooms.move`` -- the exact transition ``TwoRoomsEnv`` uses -- so results
@@ -137,7 +139,7 @@ def success_by_difficulty(success: np.ndarray, start: np.ndarray, goal: np.ndarr
 def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, planner_config=None,
                            seed: int | None = None, steps: int | None = None, starts: np.ndarray | None = None,
                            goals: np.ndarray | None = None, progress: bool = False,
-                           shrink_horizon: bool | None = None) -> dict:  # fmt: skip
+                           shrink_horizon: bool | None = None, cost_steps: str = "all") -> dict:  # fmt: skip
     """Plan toward goal images in Two Rooms and measure success from the true positions.
 
     Args:
@@ -152,6 +154,12 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
             :func:`sample_same_room_pairs`).
         shrink_horizon: plan ``min(steps_left, H)`` steps at each step (PLDM: H = 96); else H always
             (default ``cfg.offline.eval_shrink_horizon``).
+        cost_steps: which imagined steps the latent cost sums: ``"all"`` (PLDM's MPPI, whose running
+            cost sums mean_d (z_t - z_goal)^2 over every step of the plan) or ``"last_k"`` (the last 3,
+            PLDM's ``ReprTargetMPCObjective`` as its gradient planner uses it).
+
+    Episodes that have succeeded stop there (PLDM terminates them) and are dropped from the planning
+    batch (``agent.keep``), so the cost of a step falls as pairs are reached.
 
     Returns:
         a flat dict of numbers (loggable as scalars): ``success_rate`` (fraction),
@@ -174,26 +182,30 @@ def evaluate_goal_reaching(cfg, model: WorldModel, episodes: int | None = None, 
     was_training = model.training
     model.eval()
     goal_pixels = torch.from_numpy(render_positions(goals, layout, channels))  # [N,C,H,W]
-    agent = goal_planning_agent(cfg, model, goal_pixels, metric="l2", steps="last_k", k=3, config=planner_config)
+    agent = goal_planning_agent(cfg, model, goal_pixels, metric="l2", steps=cost_steps, k=3, config=planner_config)
     agent.reset(n)
     pos, done = starts.copy(), is_success(starts, goals)
     success_step = np.full(n, np.nan)
     crossed = np.zeros(n, dtype=bool)
+    active = np.flatnonzero(~done)  # the pairs still planned for, in the agent's batch order
+    agent.keep(torch.from_numpy(active))
     horizon = agent.planner.config.horizon
     shrink_horizon = cfg.offline.eval_shrink_horizon if shrink_horizon is None else shrink_horizon
     for step in tqdm(range(steps), desc="goal eval", disable=not progress, leave=False):
+        if len(active) == 0:
+            break
         if shrink_horizon:
             agent.horizon = min(steps - step, horizon)
-        obs = TensorDict({keys.PIXELS: torch.from_numpy(render_positions(pos, layout, channels))}, batch_size=[n])
-        action = agent.act(obs).cpu().double().numpy()  # [N,2] in [-1,1]
-        moved = move(pos, np.clip(action, -1.0, 1.0) * layout.max_step, layout)
-        pos = np.where(done[:, None], pos, moved)  # finished episodes stay put (PLDM terminates them)
-        crossed |= room_of(pos, layout) != room_of(starts, layout)
-        newly = is_success(pos, goals) & ~done
-        success_step[newly] = step + 1
-        done |= newly
-        if done.all():
-            break
+        pixels = torch.from_numpy(render_positions(pos[active], layout, channels))
+        action = agent.act(TensorDict({keys.PIXELS: pixels}, batch_size=[len(active)])).cpu().double().numpy()
+        pos[active] = move(pos[active], np.clip(action, -1.0, 1.0) * layout.max_step, layout)  # [N',2]
+        crossed[active] |= room_of(pos[active], layout) != room_of(starts[active], layout)
+        reached = is_success(pos[active], goals[active])  # [N']
+        success_step[active[reached]] = step + 1
+        done[active[reached]] = True
+        if reached.any():
+            agent.keep(torch.from_numpy(~reached))
+            active = active[~reached]
     model.train(was_training)
     max_norm = agent.planner.config.max_norm
     return {

@@ -24,7 +24,7 @@ rule of :mod:`worldmodels.core.keys`: row ``t``'s ``ACTION`` is the action taken
 Example:
     >>> model = PLDM(PLDMConfig(), action_dim=2, image_shape=(2, 64, 64))
     >>> out = model.loss(batch)                 # batch [B, T] with PIXELS, ACTION
-    >>> goal = model.embed_goal(goal_pixels)    # [B, Z]; plan with GoalDistanceObjective(l2, last_k=3)
+    >>> goal = model.embed_goal(goal_pixels)    # [B, Z]; plan with GoalDistanceObjective(l2, steps="all")
 """
 
 from __future__ import annotations
