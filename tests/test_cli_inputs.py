@@ -252,3 +252,13 @@ def test_library_warnings_print_as_one_plain_line(capsys):
     assert err.count("warning: latest.pt is unreadable; using previous.pt\n") == 1
     assert "third-party" not in err  # other warnings keep Python's own handling
     assert [str(w.message) for w in python_handled] == ["a third-party warning"]
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    from worldmodels.cli.main import main
+
+    code = main(["train", "configs/pldm_two_rooms_cpu.yaml", "--run-dir", str(tmp_path / "r"), "offline.updatez=3"])
+    assert code == 2 and "Unknown config key 'offline.updatez'" in capsys.readouterr().err  # reached the config
+    with pytest.raises(SystemExit):
+        main(["train", "configs/pldm_two_rooms_cpu.yaml", "--run-dir", str(tmp_path / "r"), "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -166,7 +166,14 @@ def _plain_library_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow options too (``train CONFIG --run-dir RUN a.b=1``), which argparse
+    # alone does not allow once an option has ended the positional run
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from worldmodels.cli import commands
     from worldmodels.core.config import ConfigError
     from worldmodels.core.interface import CapabilityError
