@@ -18,7 +18,8 @@ is resumed (its own ``config.yaml``; CONFIG and the training overrides are then 
 only ``offline.updates`` / ``train.max_minutes`` overrides extend it), a finished one is reused as it
 is. Evaluation overrides (``planner=``, the planner sections ``mppi.*``/``cem.*``/``icem.*``/
 ``gradient.*`` and ``offline.eval_shrink_horizon``) apply to the evaluation of a reused run too, so
-one trained run can be evaluated under many planner settings, e.g. ``mppi.samples=512``. The bench sets ``offline.eval_episodes=0`` before the user's overrides, so training does not run
+one trained run can be evaluated under many planner settings, e.g. ``mppi.samples=512``;
+``--planning-from-config`` takes all of them from CONFIG (a run trained before CONFIG's planner changed). The bench sets ``offline.eval_episodes=0`` before the user's overrides, so training does not run
 its own final evaluation; the evaluation here is ``worldmodels.evaluation.two_rooms.evaluate_goal_reaching``.
 
 What the numbers mean (one table row per variant x pair set x planner):
@@ -115,6 +116,14 @@ def train_or_reuse(config: str | None, overrides: list[str], run_dir: Path, vari
     train(load_config(config, [*BENCH_DEFAULTS, *overrides, *variant]), run_dir)
 
 
+def planning_from(source: RunConfig, cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the planning settings of ``source``: ``planner``, every planner section and
+    ``offline.eval_shrink_horizon`` (evaluate a run trained under an older config with today's planner)."""
+    offline = dataclasses.replace(cfg.offline, eval_shrink_horizon=source.offline.eval_shrink_horizon)
+    sections = {name: getattr(source, name) for name in PLANNERS}
+    return dataclasses.replace(cfg, planner=source.planner, offline=offline, **sections)
+
+
 def evaluate_row(cfg: RunConfig, model, planner: str, pairs: str, args) -> dict:
     """One table row: ``evaluate_goal_reaching`` with ``planner`` (its settings from the run config)."""
     cfg = dataclasses.replace(cfg, planner=planner)
@@ -140,7 +149,10 @@ def bench_run(config: str | None, overrides: list[str], run_dir: Path, variant: 
     train_or_reuse(config, overrides, run_dir, data)
     updates = int(load_checkpoint(run_dir)["counters"]["updates"])
     trained = load_trained(run_dir, args.device)
-    cfg, model = with_overrides(trained.cfg, [o for o in overrides if is_eval_override(o)]), trained.model
+    cfg, model = trained.cfg, trained.model
+    if args.planning_from_config:
+        cfg = planning_from(load_config(config, overrides), cfg)
+    cfg = with_overrides(cfg, [o for o in overrides if is_eval_override(o)])
     trained.env.close()
     variant = variant or variant_of(cfg)
     planners = args.planners or [cfg.planner]
@@ -200,6 +212,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                         help="data variants, each trained in RUN/VARIANT")  # fmt: skip
     parser.add_argument("--device", default=None, help="evaluation device (default: the run's)")
+    parser.add_argument("--planning-from-config", action="store_true",
+                        help="evaluate a reused run with CONFIG's planner settings instead of its own")
     parser.add_argument("--cost-steps", choices=["all", "last_k"], default="all",
                         help="imagined steps the latent cost sums: all (PLDM's MPPI running cost) or the last 3")
     return parser.parse_intermixed_args(argv)  # overrides may come after options too

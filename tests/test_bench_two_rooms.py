@@ -60,3 +60,15 @@ def test_eval_overrides_are_told_apart_from_training_ones():
     assert bt.is_eval_override("mppi.samples=512") and bt.is_eval_override("planner=icem")
     assert bt.is_eval_override("offline.eval_shrink_horizon=false")
     assert not bt.is_eval_override("offline.updates=10") and not bt.is_eval_override("replay.batch_size=4")
+
+
+def test_planning_from_config_takes_only_the_planner_settings():
+    from worldmodels.core.config import load_config
+
+    run = load_config("configs/pldm_two_rooms_cpu.yaml", ["mppi.samples=5", "offline.eval_shrink_horizon=false",
+                                                          "replay.batch_size=3"])  # fmt: skip
+    source = load_config("configs/pldm_two_rooms_cpu.yaml", ["planner=icem"])
+    merged = bt.planning_from(source, run)
+    assert merged.mppi == source.mppi and merged.icem == source.icem and merged.planner == "icem"
+    assert merged.offline.eval_shrink_horizon is True and merged.replay.batch_size == 3
+    assert merged.offline.updates == run.offline.updates
