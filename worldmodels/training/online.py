@@ -24,9 +24,10 @@ from typing import Protocol
 import torch
 
 from envs import make_env
+from envs.parallel import make_batched_env
 from worldmodels.core import keys
 from worldmodels.core.config import RunConfig
-from worldmodels.data.collect import collect_episode, episode_return
+from worldmodels.data.collect import collect_episode, episode_returns
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.evaluation.returns import evaluate
 from worldmodels.training import checkpoint
@@ -80,6 +81,8 @@ class OnlineRun:
     """the data-parallel learners this process is one of (a team of one without torchrun)"""
     random_baseline: dict | None = None
     """``eval/random/return(_std)`` of this run once measured (logged once per run)"""
+    last_collected: int = 1
+    """episodes the last collection committed (``env.num_envs`` at a time): schedules fire on crossing a multiple"""
 
     @property
     def env_steps(self) -> int:
@@ -95,7 +98,7 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team | N
     """
     team = team or Team()
     device = team.device(resolve_device(cfg.device))
-    env = make_env(cfg.env, seed=cfg.seed)
+    env = make_batched_env(cfg.env, seed=cfg.seed) if team.is_leader else make_env(cfg.env, seed=cfg.seed)
     action_dim = env.action_spec.shape[-1]
     image_shape = tuple(env.observation_spec[keys.PIXELS].shape[-3:])
     model = method.make_model(cfg, action_dim, image_shape).to(device)
@@ -237,12 +240,20 @@ class Progress:
 def collect(run: OnlineRun, progress: Progress, agent) -> None:
     """Collect one episode with ``agent`` (random actions when None) into the replay and log its return."""
     step = run.env_steps
-    rollout = collect_episode(run.env, agent)
-    run.team.send_episodes(run.replay, run.replay.add_rollout(rollout))
-    episode_reward = episode_return(rollout)
-    run.logger.scalars({"train/episode/return": episode_reward}, step)
-    progress.budget.advance(1)
+    rollout = collect_episode(run.env, agent)  # [T], or [N, T] from env.num_envs envs
+    committed = run.last_collected = run.replay.add_rollout(rollout)
+    run.team.send_episodes(run.replay, committed)
+    for episode_reward in episode_returns(rollout):
+        run.logger.scalars({"train/episode/return": episode_reward}, step)
+    progress.budget.advance(committed)
     progress.show(**{"return": f"return {episode_reward:.0f}"})
+
+
+def due(run: OnlineRun, every: int) -> bool:
+    """Whether the last collection crossed a multiple of ``every`` episodes (``every`` 0 = never);
+    with one env that is ``episodes % every == 0``."""
+    episodes = run.replay.episodes_added
+    return every > 0 and episodes // every > (episodes - run.last_collected) // every
 
 
 def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
@@ -263,10 +274,9 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
 def evaluate_when_due(run: OnlineRun, progress: Progress, updated: bool) -> None:
     """Open-loop imagination and the method's evaluation, on the episodes the config names."""
     cfg, episodes, step = run.cfg, run.replay.episodes_added, run.env_steps
-    if cfg.log.openloop_every and episodes % cfg.log.openloop_every == 0 and updated:
+    if due(run, cfg.log.openloop_every) and updated:
         log_imagination(run, step)
-    eval_every = run.method.eval_every(cfg)
-    if eval_every and episodes % eval_every == 0 and run.counters.last_eval != episodes:
+    if due(run, run.method.eval_every(cfg)) and run.counters.last_eval != episodes:
         progress.show(**run.method.evaluate(run, step))
         run.counters.evals += 1
         run.counters.last_eval = episodes
@@ -302,7 +312,7 @@ def train_until_budget(run: OnlineRun) -> None:
             evaluate_when_due(run, progress, updated=bool(history))
             episodes = run.replay.episodes_added
             finished = episodes >= cfg.train.total_episodes or progress.must_stop()
-            if episodes % cfg.train.checkpoint_every == 0 or finished:
+            if due(run, cfg.train.checkpoint_every) or finished:
                 save_run(run, progress.started)
             if progress.stop.requested:
                 raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
