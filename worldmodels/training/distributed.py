@@ -65,6 +65,8 @@ class Team:
             backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
             if torch.cuda.is_available():
                 torch.cuda.set_device(team.local_rank % torch.cuda.device_count())
+                # MuJoCo's EGL renders on this GPU too (env workers inherit it), unless the user chose one.
+                environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(team.local_rank % torch.cuda.device_count()))
             dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
         return team
 
