@@ -197,3 +197,17 @@ def test_torchrun_two_processes_train_then_resume_with_one(tmp_path):
     again = torchrun(2, "train", "--resume", str(run_dir), "train.total_episodes=5")
     assert again.returncode == 0, again.stderr[-3000:]
     assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] == 3 * (5 - 2 + 1)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_pldm_offline_then_resume(tmp_path):
+    from tests.test_pldm import _tiny_run_config
+
+    config, run_dir = tmp_path / "pldm.yaml", tmp_path / "run"
+    save_config(_tiny_run_config(tmp_path, updates=4, extra=["offline.eval_episodes=0"]), config)
+    result = torchrun(2, "train", str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] == 4
+    again = torchrun(2, "train", "--resume", str(run_dir), "offline.updates=6")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] == 6

@@ -156,9 +156,7 @@ class Method:
 
     def train(self, cfg: RunConfig | None, run_dir, resume: bool, team: Team | None = None) -> Path:
         if self.loop == "offline":
-            if team is not None and team.is_distributed:
-                raise ValueError(f"{self.name} trains offline, which runs in one process; start it without torchrun.")
-            return train_offline(cfg, run_dir, self, resume=resume)
+            return train_offline(cfg, run_dir, self, resume=resume, team=team)
         return train_online(cfg, run_dir, self, resume=resume, team=team)
 
 
