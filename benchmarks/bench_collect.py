@@ -63,8 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(None, [
-        "env.domain=cartpole", "env.task=swingup", f"env.episode_length={args.episode_length}", "replay.sequence_length=2",
-        f"env.fast_render={str(args.fast_render).lower()}", "model.deter_dim=32", "model.stoch_dim=8",
+        "env.domain=cartpole", "env.task=swingup", f"env.episode_length={args.episode_length}",
+        "replay.sequence_length=2", f"env.fast_render={str(args.fast_render).lower()}", "model.deter_dim=32", "model.stoch_dim=8",
         "model.hidden_dim=32", "model.cnn_depth=8", "cem.horizon=6", f"cem.candidates={args.planner_candidates}",
         f"cem.top_k={max(1, args.planner_candidates // 10)}", f"cem.iterations={args.planner_iterations}", "device=cpu",
     ])  # fmt: skip
