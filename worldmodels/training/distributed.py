@@ -52,6 +52,7 @@ class Team:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self._averaging = False
         self._hooks: list = []
+        self._owns_group = False
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> "Team":
@@ -68,6 +69,7 @@ class Team:
                 # MuJoCo's EGL renders on this GPU too (env workers inherit it), unless the user chose one.
                 environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(team.local_rank % torch.cuda.device_count()))
             dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+            team._owns_group = True
         return team
 
     @property
@@ -180,10 +182,11 @@ class Team:
         self._hooks = []
 
     def shutdown(self) -> None:
-        """Leave the process group (end of the run)."""
+        """Leave the process group at the end of the run (only one this team set up itself)."""
         self.close()
-        if self.is_distributed and dist.is_initialized():
+        if self._owns_group and dist.is_initialized():
             dist.destroy_process_group()
+            self._owns_group = False
 
 
 def is_follower_process(environ=os.environ) -> bool:
