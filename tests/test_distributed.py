@@ -175,19 +175,22 @@ TINY = ["env.domain=cartpole", "env.task=swingup", "env.episode_length=48", "env
 SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
 
 
-def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+def torchrun(nproc: int, *args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "worldmodels.cli", *args]  # fmt: skip
-    return subprocess.run(command, env=SUBPROCESS_ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = {**SUBPROCESS_ENV, **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_train_then_resume_with_one(tmp_path):
     config, run_dir = tmp_path / "tiny.yaml", tmp_path / "run"
     save_config(load_config(None, TINY), config)
-    result = torchrun(2, "train", str(config), "--run-dir", str(run_dir))
+    (tmp_path / "tmp").mkdir()
+    result = torchrun(2, "train", str(config), "--run-dir", str(run_dir), tmpdir=tmp_path / "tmp")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("run directory:") == 1  # rank 0 reports; the follower is silent
+    assert not list((tmp_path / "tmp").glob("worldmodels-replay-rank1-*"))  # the follower's replay copy is gone
     assert checkpoint.load(checkpoint_path(run_dir))["counters"]["updates"] == 3 * (3 - 2 + 1)
     resumed = subprocess.run([sys.executable, "-m", "worldmodels.cli", "train", "--resume", str(run_dir),
                               "train.total_episodes=4"], env=SUBPROCESS_ENV, cwd=REPO, capture_output=True,
