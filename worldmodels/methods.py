@@ -12,6 +12,7 @@ Adding a method: its model (``worldmodels/models/``), its model config (``core/c
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -32,6 +33,7 @@ from worldmodels.models.planet import PlaNet
 from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
 from worldmodels.training.budget import extend_budget
+from worldmodels.training.distributed import Team
 from worldmodels.training.online import OnlineRun, evaluate_returns, final_returns, train_online
 from worldmodels.training.run_dir import (
     load_weights,
@@ -152,9 +154,10 @@ class Method:
         metric = metric or self.goal_metric
         return lambda goal_pixels: goal_planning_agent(cfg, model, goal_pixels, metric, self.goal_steps, name=planner)
 
-    def train(self, cfg: RunConfig | None, run_dir, resume: bool) -> Path:
-        loop = train_offline if self.loop == "offline" else train_online
-        return loop(cfg, run_dir, self, resume=resume)
+    def train(self, cfg: RunConfig | None, run_dir, resume: bool, team: Team | None = None) -> Path:
+        if self.loop == "offline":
+            return train_offline(cfg, run_dir, self, resume=resume, team=team)
+        return train_online(cfg, run_dir, self, resume=resume, team=team)
 
 
 METHODS: dict[str, Method] = {
@@ -184,17 +187,29 @@ def train(cfg: RunConfig | None = None, run_dir: str | Path | None = None, resum
     second ``train`` on the same directory is refused while this one lives. ``overrides`` (resume
     only) extend the run's budget (``training.budget.BUDGET_KEYS``) in its ``config.yaml``, under
     the lock; a resumed run with nothing left to do raises ``training.budget.BudgetSpent``.
+
+    Started by ``torchrun --nproc_per_node=K``, the K processes train one run data-parallel
+    (``training.distributed``): rank 0 reads the config and run directory, holds the lock and writes
+    everything; the other ranks get what they need from it.
     """
-    if resume:  # the run's own config names the method
-        cfg, _ = prepare(None, run_dir, resume=True)
-    elif overrides:
-        raise ValueError("overrides without resume belong in load_config(path, overrides).")
-    else:
-        run_dir = resolve_run_dir(cfg, run_dir)
-    with open_for_writing(run_dir):
-        if resume and overrides:
-            extend_budget(run_dir, list(overrides))
-        return method_of(cfg).train(cfg if not resume else None, run_dir, resume)
+    team = Team.from_environment()
+    try:
+        name = None
+        if team.is_leader:
+            if resume:  # the run's own config names the method
+                cfg, _ = prepare(None, run_dir, resume=True)
+            elif overrides:
+                raise ValueError("overrides without resume belong in load_config(path, overrides).")
+            else:
+                run_dir = resolve_run_dir(cfg, run_dir)
+            name = method_of(cfg).name
+        name, run_dir = team.broadcast((name, run_dir))
+        with open_for_writing(run_dir) if team.is_leader else contextlib.nullcontext():
+            if team.is_leader and resume and overrides:
+                extend_budget(run_dir, list(overrides))
+            return METHODS[name].train(cfg if not resume else None, run_dir, resume, team)
+    finally:
+        team.shutdown()
 
 
 @dataclass

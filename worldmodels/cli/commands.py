@@ -23,6 +23,7 @@ from worldmodels.evaluation.returns import evaluate
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.methods import load_trained, train
 from worldmodels.training.budget import BudgetSpent, read_final_eval
+from worldmodels.training.distributed import is_follower_process
 from worldmodels.training.run_dir import repair_run
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -39,6 +40,8 @@ def train_command(args) -> int:
             run_dir = train(load_config(args.config, args.overrides), run_dir=args.run_dir)
     except BudgetSpent as spent:
         print(spent)
+        return 0
+    if is_follower_process():  # torchrun: rank 0 reports for the run
         return 0
     print(f"run directory: {run_dir}")
     final = read_final_eval(run_dir)

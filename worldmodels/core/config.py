@@ -96,9 +96,13 @@ class EnvConfig:
     """goal-image task set (point_mass, reacher, roboyoga_walker, roboyoga_quadruped); None = task reward"""
     two_rooms_channels: int = 2
     """Two Rooms image channels: 2 = [agent, walls] as PLDM; 3 = [agent, walls, zeros] for RGB encoders"""
+    num_envs: int = 1
+    """environments stepped in parallel worker processes while collecting and evaluating (torchrl
+    ParallelEnv; the agent acts for all of them in one call); 1 = one env in the training process"""
 
     def __post_init__(self):
         _check(self.image_size >= 16, "env.image_size", self.image_size, "an integer >= 16")
+        _check(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
         _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
         _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
         _check(self.two_rooms_channels in (2, 3), "env.two_rooms_channels", self.two_rooms_channels, "2 or 3")

@@ -24,8 +24,8 @@ from worldmodels.core.paths import writable_directory
 from worldmodels.data.datasets import EpisodeDatasetWriter
 from worldmodels.data.rows import steps_to_rows
 
-__all__ = ["episode_steps", "collect_episode", "episode_return", "episode_frames", "random_actions",
-           "collect_random_episodes", "collect_command"]  # fmt: skip
+__all__ = ["episode_steps", "collect_episode", "episode_return", "episode_returns", "episode_frames",
+           "random_actions", "collect_random_episodes", "collect_command"]  # fmt: skip
 
 _MAX_EPISODE_STEPS = 1_000_000
 
@@ -36,9 +36,12 @@ def episode_steps(env) -> int:
 
 
 def collect_episode(env, agent=None) -> TensorDict:
-    """One whole episode as a torchrl rollout ``[T]`` (random actions when ``agent`` is None)."""
+    """One whole episode as a torchrl rollout ``[T]`` (random actions when ``agent`` is None); from a
+    batched env (``envs.parallel``, batch ``[N]``) one episode per env, ``[N, T]``, the agent acting
+    for all N in one call. The rollout ends when any env's episode ends (DMC episodes have one
+    length, so all end together; a cut one stays pending in the replay and is committed truncated)."""
     if agent is not None:
-        agent.reset(1)
+        agent.reset(env.batch_size.numel())
     return env.rollout(
         max_steps=episode_steps(env) + 1, policy=agent, auto_reset=True, break_when_any_done=True
     )
@@ -47,6 +50,12 @@ def collect_episode(env, agent=None) -> TensorDict:
 def episode_return(rollout: TensorDict) -> float:
     """Summed reward of a rollout ``[T]``."""
     return float(rollout[keys.NEXT, keys.REWARD].sum())
+
+
+def episode_returns(rollout: TensorDict) -> list[float]:
+    """Summed reward per env of a rollout ``[T]`` (one value) or ``[N, T]`` (N values)."""
+    reward = rollout[keys.NEXT, keys.REWARD].reshape(*rollout.shape, -1)  # [(N,) T, 1]
+    return reward.sum(dim=(-2, -1)).reshape(-1).tolist()
 
 
 def episode_frames(rollout: TensorDict) -> torch.Tensor:

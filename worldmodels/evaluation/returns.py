@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from worldmodels.data.collect import collect_episode, episode_frames, episode_return
+from worldmodels.data.collect import collect_episode, episode_frames, episode_returns
 from worldmodels.viz.video import write_video
 
 
 def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, progress: bool = False) -> dict:
     """Run ``episodes`` whole episodes with ``agent``; mean/std of returns (+ an mp4 of all of them).
+
+    A batched env of N (``env.num_envs``) runs them N at a time (the last round's extras are
+    dropped); the video then shows the first env's episodes.
 
     Returns:
         ``{"returns": [...], "mean": float, "std": float}`` (population std; 0 for one episode).
@@ -21,11 +25,12 @@ def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, pr
     if episodes < 1:
         raise ValueError(f"Evaluation needs at least 1 episode, got episodes={episodes}.")
     returns, frames = [], []
-    for _ in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-        rollout = collect_episode(env, agent)
-        returns.append(episode_return(rollout))
+    envs = env.batch_size.numel()  # a batched env (env.num_envs) runs its episodes side by side
+    for _ in tqdm(range(math.ceil(episodes / envs)), desc="eval", disable=not progress, leave=False):
+        rollout = collect_episode(env, agent)  # [T] or [N, T]
+        returns.extend(episode_returns(rollout)[: episodes - len(returns)])
         if video_path is not None:
-            frames.append(episode_frames(rollout))
+            frames.append(episode_frames(rollout if rollout.batch_dims == 1 else rollout[0]))
     if video_path is not None:
         video = torch.cat(frames).permute(0, 2, 3, 1).numpy()
         write_video(video, video_path, fps=20)

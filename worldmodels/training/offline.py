@@ -30,6 +30,7 @@ from worldmodels.data.datasets import OfflineSequenceDataset, load_dataset
 from worldmodels.data.two_rooms_dataset import write_two_rooms_dataset
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.training import checkpoint
+from worldmodels.training.distributed import Team, follow
 from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
 from worldmodels.training.logger import Logger
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
@@ -104,7 +105,8 @@ def budget_binding(cfg: RunConfig, counters: Counters) -> str | None:
     return "offline.updates" if counters.updates >= cfg.offline.updates else None
 
 
-def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bool = False) -> Path:
+def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bool = False,
+                  team: Team | None = None) -> Path:  # fmt: skip
     """Train ``cfg`` on its offline dataset (or resume the run in ``run_dir``); returns the run directory.
 
     Stops at ``offline.updates`` or ``train.max_minutes``, whichever comes first (checkpointed), then
@@ -112,27 +114,48 @@ def train_offline(cfg: RunConfig | None, run_dir, method: ModelMaker, resume: bo
     ``final_eval.json``. Metrics (``metrics.jsonl`` + TensorBoard, step = update count):
     ``train/loss/*``, ``train/repr/*`` (PLDM), ``train/grad_norm/model``, ``eval/goal/*`` (Two Rooms).
 
+    Data-parallel (a ``team`` from torchrun, ``worldmodels.training.distributed``): rank 0 runs this
+    loop and writes everything; the other ranks read the same dataset directory (one machine or a
+    shared file system), sample their own batches and make every update with it, gradients averaged.
+
     Raises:
         BudgetSpent: a resumed run whose budget is spent and whose final evaluation is done.
         RunInterrupted: a signal stopped the run (a ``KeyboardInterrupt`` naming ``run_dir``).
     """
-    cfg, run_dir = prepare(cfg, run_dir, resume)
+    team = team or Team()
+    if team.is_distributed:
+        cfg = team.broadcast(prepare(cfg, run_dir, resume)[0] if team.is_leader else None)
+    else:
+        cfg, run_dir = prepare(cfg, run_dir, resume)
+    run_dir = Path(run_dir)
     with interrupts_name(run_dir):
-        _train_offline(cfg, run_dir, method, resume)
+        _train_offline(cfg, run_dir, method, resume, team)
     return run_dir
 
 
-def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bool) -> None:
+def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bool, team: Team) -> None:
     checkpoint.seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    data = ensure_dataset(cfg, run_dir, device=device, progress=cfg.log.progress)
+    device = team.device(resolve_device(cfg.device))
+    if team.is_leader:
+        data = ensure_dataset(cfg, run_dir, device=device, progress=cfg.log.progress)
+    team.broadcast(None)  # the leader has generated the dataset, if it had to
+    if not team.is_leader:
+        data = ensure_dataset(cfg, run_dir, device=device)
     first = data.sample(1, 1)
     model = method.make_model(cfg, first.get(keys.ACTION).shape[-1], tuple(first.get(keys.PIXELS).shape[-3:]))
     model = model.to(device)
     optimizer = make_model_optimizer(cfg.model, model)
-    counters = restore_state(run_dir, model, optimizer, None, device) if resume else Counters()
+    counters = restore_state(run_dir, model, optimizer, None, device) if resume and team.is_leader else Counters()
+    team.share_state(model, optimizer, None)
+    team.seed_follower(cfg.seed, team.broadcast(counters.updates))
+    team.average_gradients_of(model)
+    if not team.is_leader:
+        follow(team, None, lambda index: learner_update(cfg, model, optimizer, None, data, index))
+        team.close()
+        return
     spent = budget_binding(cfg, counters) if resume else None
     if spent and final_eval_current(run_dir, counters.updates, 0):
+        team.send_stop()
         raise BudgetSpent(spent_message(run_dir, spent, cfg))
     offline = cfg.offline
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
@@ -147,7 +170,9 @@ def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bo
 
     try:
         while counters.updates < offline.updates and not bar.out_of_time():
-            history.append(learner_update(cfg, model, optimizer, None, data, counters.updates))
+            team.send_update(counters.updates)
+            with team.averaging():
+                history.append(learner_update(cfg, model, optimizer, None, data, counters.updates))
             counters.updates += 1
             step = counters.updates
             if step % offline.log_every == 0 or step == offline.updates:
@@ -177,5 +202,7 @@ def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bo
         result = evaluate_goals(cfg, model, logger, counters.updates)
         write_final_eval(run_dir, final_summary(cfg, run_dir, result), counters.updates, 0)
         save_state(run_dir, cfg, model, optimizer, None, counters)  # records the rows just logged (see online)
+        team.send_stop()  # only on a clean end: after an error torchrun stops the followers
     finally:
         logger.close()
+        team.close()

@@ -24,12 +24,14 @@ from typing import Protocol
 import torch
 
 from envs import make_env
+from envs.parallel import make_batched_env
 from worldmodels.core import keys
 from worldmodels.core.config import RunConfig
-from worldmodels.data.collect import collect_episode, episode_return
+from worldmodels.data.collect import collect_episode, episode_returns
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.evaluation.returns import evaluate
 from worldmodels.training import checkpoint
+from worldmodels.training.distributed import Team, follow, follower_replay_dir
 from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
 from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
@@ -75,8 +77,12 @@ class OnlineRun:
     replay: SequenceReplay
     logger: Logger
     counters: Counters = field(default_factory=Counters)
+    team: Team = field(default_factory=Team)
+    """the data-parallel learners this process is one of (a team of one without torchrun)"""
     random_baseline: dict | None = None
     """``eval/random/return(_std)`` of this run once measured (logged once per run)"""
+    last_collected: int = 1
+    """episodes the last collection committed (``env.num_envs`` at a time): schedules fire on crossing a multiple"""
 
     @property
     def env_steps(self) -> int:
@@ -84,21 +90,31 @@ class OnlineRun:
         return (self.replay.rows_added - self.replay.episodes_added) * self.env.action_repeat
 
 
-def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts) -> OnlineRun:
-    """Construct env, model, optimiser, behaviour learner, replay and logger for ``cfg``."""
-    device = resolve_device(cfg.device)
-    env = make_env(cfg.env, seed=cfg.seed)
+def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team | None = None,
+              replay_dir: Path | None = None) -> OnlineRun:  # fmt: skip
+    """Construct env, model, optimiser, behaviour learner, replay and logger for ``cfg``.
+
+    A follower of a data-parallel ``team`` keeps its replay in ``replay_dir`` (rank-local) and logs nothing.
+    """
+    team = team or Team()
+    device = team.device(resolve_device(cfg.device))
+    env = make_batched_env(cfg.env, seed=cfg.seed) if team.is_leader else make_env(cfg.env, seed=cfg.seed)
     action_dim = env.action_spec.shape[-1]
     image_shape = tuple(env.observation_spec[keys.PIXELS].shape[-3:])
     model = method.make_model(cfg, action_dim, image_shape).to(device)
     behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:
         behaviour.to(device)
-    replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
-    logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
+    if team.is_leader:
+        replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
+        logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
+    else:
+        replay = SequenceReplay(replay_dir, capacity=cfg.replay.capacity, device=device, durable=False)
+        logger = None
     optimizer = make_model_optimizer(cfg.model, model)
-    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger,
-                     random_baseline=logged_random_baseline(run_dir))  # fmt: skip
+    team.average_gradients_of(model, behaviour)
+    return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger, team=team,
+                     random_baseline=logged_random_baseline(run_dir) if team.is_leader else None)  # fmt: skip
 
 
 def logged_random_baseline(run_dir: Path) -> dict | None:
@@ -224,12 +240,20 @@ class Progress:
 def collect(run: OnlineRun, progress: Progress, agent) -> None:
     """Collect one episode with ``agent`` (random actions when None) into the replay and log its return."""
     step = run.env_steps
-    rollout = collect_episode(run.env, agent)
-    run.replay.add_rollout(rollout)
-    episode_reward = episode_return(rollout)
-    run.logger.scalars({"train/episode/return": episode_reward}, step)
-    progress.budget.advance(1)
+    rollout = collect_episode(run.env, agent)  # [T], or [N, T] from env.num_envs envs
+    committed = run.last_collected = run.replay.add_rollout(rollout)
+    run.team.send_episodes(run.replay, committed)
+    for episode_reward in episode_returns(rollout):
+        run.logger.scalars({"train/episode/return": episode_reward}, step)
+    progress.budget.advance(committed)
     progress.show(**{"return": f"return {episode_reward:.0f}"})
+
+
+def due(run: OnlineRun, every: int) -> bool:
+    """Whether the last collection crossed a multiple of ``every`` episodes (``every`` 0 = never);
+    with one env that is ``episodes % every == 0``."""
+    episodes = run.replay.episodes_added
+    return every > 0 and episodes // every > (episodes - run.last_collected) // every
 
 
 def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
@@ -237,7 +261,10 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
     owed = updates_owed(run.cfg, run.replay.episodes_added)
     history = []
     while run.counters.updates < owed and not progress.must_stop():
-        history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay, run.counters.updates))
+        run.team.send_update(run.counters.updates)
+        with run.team.averaging():
+            history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay,
+                                          run.counters.updates))  # fmt: skip
         run.counters.updates += 1
         if len(history) % 10 == 0:
             progress.show(loss=f"loss {float(history[-1]['train/loss/total']):.1f}")
@@ -247,10 +274,9 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
 def evaluate_when_due(run: OnlineRun, progress: Progress, updated: bool) -> None:
     """Open-loop imagination and the method's evaluation, on the episodes the config names."""
     cfg, episodes, step = run.cfg, run.replay.episodes_added, run.env_steps
-    if cfg.log.openloop_every and episodes % cfg.log.openloop_every == 0 and updated:
+    if due(run, cfg.log.openloop_every) and updated:
         log_imagination(run, step)
-    eval_every = run.method.eval_every(cfg)
-    if eval_every and episodes % eval_every == 0 and run.counters.last_eval != episodes:
+    if due(run, run.method.eval_every(cfg)) and run.counters.last_eval != episodes:
         progress.show(**run.method.evaluate(run, step))
         run.counters.evals += 1
         run.counters.last_eval = episodes
@@ -286,7 +312,7 @@ def train_until_budget(run: OnlineRun) -> None:
             evaluate_when_due(run, progress, updated=bool(history))
             episodes = run.replay.episodes_added
             finished = episodes >= cfg.train.total_episodes or progress.must_stop()
-            if episodes % cfg.train.checkpoint_every == 0 or finished:
+            if due(run, cfg.train.checkpoint_every) or finished:
                 save_run(run, progress.started)
             if progress.stop.requested:
                 raise KeyboardInterrupt("training stopped by a signal; the run was checkpointed")
@@ -314,27 +340,65 @@ def final_evaluation(run: OnlineRun) -> None:
     save_state(run.run_dir, cfg, run.model, run.optimizer, run.behaviour, run.counters)
 
 
-def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bool = False) -> Path:
+def train_online(cfg: RunConfig | None, run_dir, method: MethodParts, resume: bool = False,
+                 team: Team | None = None) -> Path:  # fmt: skip
     """Train ``cfg`` collecting its own data (or resume the run in ``run_dir``); returns the run directory.
+
+    In a data-parallel ``team`` (torchrun) the leader runs this loop and the followers
+    :func:`follow_online` it (``worldmodels.training.distributed``).
 
     Raises:
         BudgetSpent: a resumed run whose budget is spent and whose final evaluation is done.
         RunInterrupted: a signal stopped the run (a ``KeyboardInterrupt`` naming ``run_dir``).
     """
-    cfg, run_dir = prepare(cfg, run_dir, resume)
+    team = team or Team()
+    if team.is_distributed:
+        cfg = team.broadcast(prepare(cfg, run_dir, resume)[0] if team.is_leader else None)
+        if not team.is_leader:
+            return follow_online(cfg, Path(run_dir), method, team)
+    else:
+        cfg, run_dir = prepare(cfg, run_dir, resume)
+    run_dir = Path(run_dir)
     with interrupts_name(run_dir):
         checkpoint.seed_everything(cfg.seed)
-        run = build_run(cfg, run_dir, method)
+        run = build_run(cfg, run_dir, method, team)
         try:
             if resume:
                 run.counters = restore_state(run_dir, run.model, run.optimizer, run.behaviour, run.device)
+            team.share_state(run.model, run.optimizer, run.behaviour)
+            team.broadcast(run.counters.updates)
+            team.send_episodes(run.replay, run.replay.num_episodes)
+            if resume:
                 spent = budget_binding(run)
                 if spent and final_eval_current(run_dir, run.counters.updates, run.replay.episodes_added):
+                    team.send_stop()
                     raise BudgetSpent(spent_message(run_dir, spent, cfg))
             run.env.set_seed(cfg.seed + 1000 * run.replay.episodes_added)  # a resumed run sees new initial states
             train_until_budget(run)
             final_evaluation(run)
+            team.send_stop()  # only on a clean end: after an error torchrun stops the followers
         finally:
             run.logger.close()
             run.env.close()
+            team.close()
+    return run_dir
+
+
+def follow_online(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team) -> Path:
+    """A follower's online run: the leader's model, optimiser and replay (episode by episode), and
+    every learner update the leader makes, on batches from this rank's own RNG stream."""
+    checkpoint.seed_everything(cfg.seed)  # the same initial weights as the leader (then overwritten by its own)
+    with follower_replay_dir(team) as replay_dir:
+        run = build_run(cfg, run_dir, method, team, replay_dir)
+        try:
+            team.share_state(run.model, run.optimizer, run.behaviour)
+            team.seed_follower(cfg.seed, team.broadcast(None))
+
+            def update(index: int):
+                return learner_update(cfg, run.model, run.optimizer, run.behaviour, run.replay, index)
+
+            follow(team, run.replay, update)
+        finally:
+            run.env.close()
+            team.close()
     return run_dir
