@@ -33,8 +33,8 @@ from worldmodels.training import checkpoint
 from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
 from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
-from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
-                                       make_model_optimizer, mean_metrics)  # fmt: skip
+from worldmodels.training.step import (FLOAT32, Precision, StopRequest, TrainingDiverged, interrupts_name,
+                                       learner_update, make_model_optimizer, mean_metrics, prepare_learner)  # fmt: skip
 from worldmodels.viz.openloop import log_openloop
 
 
@@ -77,6 +77,8 @@ class OnlineRun:
     counters: Counters = field(default_factory=Counters)
     random_baseline: dict | None = None
     """``eval/random/return(_std)`` of this run once measured (logged once per run)"""
+    precision: Precision = FLOAT32
+    """the world-model update's precision (``train.precision``; ``training.step.prepare_learner``)"""
 
     @property
     def env_steps(self) -> int:
@@ -97,8 +99,9 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts) -> OnlineRun:
     replay = SequenceReplay(run_dir / "replay", capacity=cfg.replay.capacity, device=device)
     logger = Logger(run_dir, tensorboard=cfg.log.tensorboard)
     optimizer = make_model_optimizer(cfg.model, model)
+    precision = prepare_learner(cfg, model, device)
     return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger,
-                     random_baseline=logged_random_baseline(run_dir))  # fmt: skip
+                     random_baseline=logged_random_baseline(run_dir), precision=precision)  # fmt: skip
 
 
 def logged_random_baseline(run_dir: Path) -> dict | None:
@@ -237,7 +240,8 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
     owed = updates_owed(run.cfg, run.replay.episodes_added)
     history = []
     while run.counters.updates < owed and not progress.must_stop():
-        history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay, run.counters.updates))
+        history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay, run.counters.updates,
+                                      run.precision))  # fmt: skip
         run.counters.updates += 1
         if len(history) % 10 == 0:
             progress.show(loss=f"loss {float(history[-1]['train/loss/total']):.1f}")
