@@ -34,6 +34,9 @@ def learning_curve_figure(steps: Sequence[int], mean: Sequence[float], std: Sequ
         steps, mean, std: our evaluations, ``[N]`` env steps, mean return, std over episodes (or None).
         reference: ``{"env_steps", "mean", "min", "max", "seeds"}`` lists of one task (min/max may be None).
         title: figure title (task, config).
+
+    The x axis ends at 1.3x our last step (or just past the first reference step): the table
+    printed beside it lists the reference points further out.
     """
     width, height = SIZE
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
@@ -58,7 +61,11 @@ def learning_curve_figure(steps: Sequence[int], mean: Sequence[float], std: Sequ
     ax.set_xlabel("env steps (action repeat included)", fontsize=9)
     ax.set_ylabel("eval return", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
-    ax.set_xlim(left=0)
+    right = None
+    if len(x):  # zoom to our run (plus the first reference point): a 1M-step band would squash a short curve
+        ref_first = reference["env_steps"][0] if reference and reference["env_steps"] else 0
+        right = max(float(x.max()) * 1.3, ref_first * 1.15)
+    ax.set_xlim(left=0, right=right)
     ax.grid(True, color="0.85", linewidth=0.6)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=8, loc="best")
