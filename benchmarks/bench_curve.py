@@ -4,7 +4,8 @@ over the reference band (mean and min-max over seeds) as a PNG, and print a tabl
     python benchmarks/bench_curve.py configs/dreamerv2_cartpole_cpu.yaml --env-steps 60000 \
         --eval-every 10000 --episodes 5 --run-dir runs/curve_dv2_balance
     # later, the same command with a larger --env-steps continues the run from its checkpoint
-    python benchmarks/bench_curve.py configs/dreamerv2_cartpole_cpu.yaml --env-steps 90000 --run-dir runs/curve_dv2_balance
+    python benchmarks/bench_curve.py configs/dreamerv2_cartpole_cpu.yaml --env-steps 90000 \
+        --run-dir runs/curve_dv2_balance
 
 Env steps are counted as the papers count them: agent steps x action repeat (one DMC episode of
 1000 env steps is 500 agent steps at action repeat 2). The budget is whole episodes: ``--env-steps``
@@ -82,9 +83,10 @@ def compare(curve: list[dict], reference: dict, tolerance: float) -> list[dict]:
         if near is not None:
             low_, high_ = (mean, mean) if low is None or high is None else (low, high)
             where = "above" if near["mean"] > high_ else "below" if near["mean"] < low_ else "inside"
-        rows.append({"ref_step": step, "ref_mean": mean, "ref_min": low, "ref_max": high,
-                     "our_step": None if near is None else near["step"], "our_mean": None if near is None else near["mean"],
-                     "our_std": None if near is None else near["std"], "where": where})  # fmt: skip
+        ours = {"our_step": None, "our_mean": None, "our_std": None}
+        if near is not None:
+            ours = {"our_step": near["step"], "our_mean": near["mean"], "our_std": near["std"]}
+        rows.append({"ref_step": step, "ref_mean": mean, "ref_min": low, "ref_max": high, **ours, "where": where})
     return rows
 
 
@@ -92,7 +94,9 @@ def format_table(rows: list[dict]) -> str:
     """The comparison as a markdown table."""
 
     def band(r):
-        return f"{r['ref_mean']:.0f}" if r["ref_min"] is None else f"{r['ref_mean']:.0f} [{r['ref_min']:.0f}-{r['ref_max']:.0f}]"
+        if r["ref_min"] is None:
+            return f"{r['ref_mean']:.0f}"
+        return f"{r['ref_mean']:.0f} [{r['ref_min']:.0f}-{r['ref_max']:.0f}]"
 
     lines = ["| env steps | reference mean [min-max] | ours (at step) | vs band |", "|---|---|---|---|"]
     for r in rows:
@@ -126,8 +130,9 @@ def train_to(args, run_dir: Path) -> None:
         cfg = read_run_config(run_dir)
         total, eval_every = schedule(cfg, args.env_steps, args.eval_every)
         if eval_every != cfg.train.eval_every or args.episodes != cfg.train.eval_episodes:
-            print(f"note: continuing {run_dir} with its own eval schedule (every {cfg.train.eval_every} episodes, "
-                  f"{cfg.train.eval_episodes} episodes each); --eval-every/--episodes apply to new runs only")  # fmt: skip
+            print(f"note: continuing {run_dir} with its own eval schedule (every {cfg.train.eval_every} "
+                  f"episodes, {cfg.train.eval_episodes} episodes each); --eval-every/--episodes apply to new runs "
+                  "only")  # fmt: skip
         extend = [f"train.total_episodes={max(total, cfg.train.total_episodes)}"]
         if args.minutes is not None:
             extend.append(f"train.max_minutes={args.minutes}")
@@ -138,8 +143,9 @@ def train_to(args, run_dir: Path) -> None:
         return
     probe = load_config(args.config, args.overrides)
     total, eval_every = schedule(probe, args.env_steps, args.eval_every)
-    cfg = load_config(args.config, [*args.overrides, f"train.total_episodes={total}", f"train.eval_every={eval_every}",
-                                    f"train.eval_episodes={args.episodes}", f"train.max_minutes={args.minutes or 0}"])  # fmt: skip
+    schedule_overrides = [f"train.total_episodes={total}", f"train.eval_every={eval_every}",
+                          f"train.eval_episodes={args.episodes}", f"train.max_minutes={args.minutes or 0}"]
+    cfg = load_config(args.config, [*args.overrides, *schedule_overrides])
     train(cfg, run_dir=run_dir)
 
 
@@ -147,7 +153,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (new runs only)")
-    parser.add_argument("--env-steps", type=int, required=True, help="train until this many env steps (action repeat included)")
+    parser.add_argument("--env-steps", type=int, required=True,
+                        help="train until this many env steps (action repeat included)")
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (DreamerV2: 1e4)")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per evaluation")
     parser.add_argument("--run-dir", default=None, help="the run to create or continue (default runs/curve_CONFIG)")
@@ -174,18 +181,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = compare(curve, reference, tolerance) if reference else []
     repeat = cfg.env.action_repeat or "per-domain"
     title = f"{cfg.method} on {task} ({Path(args.config).stem}, action repeat {repeat}) vs {name}"
+    label = f"ours ({cfg.train.eval_episodes} episodes per eval)"
     png = plot_learning_curve(run_dir / "curve.png", [p["step"] for p in curve], [p["mean"] for p in curve],
-                              [p["std"] for p in curve], reference, title, label=f"ours ({cfg.train.eval_episodes} episodes per eval)",
-                              reference_label=name)  # fmt: skip
+                              [p["std"] for p in curve], reference, title, label=label, reference_label=name)
     print(f"\n{title}\nreference: {reference_file['source']}")
     if reference is None:
         print(f"(no reference curve for {task} in {name}; tasks there: {', '.join(reference_file['tasks'])})")
     else:
         print(format_table(rows))
     last = curve[-1] if curve else None
-    print(f"ours: {len(curve)} evaluations" + (f", last {last['mean']:.1f} ± {last['std']:.1f} at {last['step']} env steps" if last else ""))
+    at_last = f", last {last['mean']:.1f} ± {last['std']:.1f} at {last['step']} env steps" if last else ""
+    print(f"ours: {len(curve)} evaluations{at_last}")
     print(f"curve: {png}")
-    (run_dir / "bench_curve.json").write_text(json.dumps({"reference": name, "task": task, "curve": curve, "rows": rows}, indent=1))
+    summary = {"reference": name, "task": task, "curve": curve, "rows": rows}
+    (run_dir / "bench_curve.json").write_text(json.dumps(summary, indent=1))
     return rows
 
 

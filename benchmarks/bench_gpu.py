@@ -95,7 +95,7 @@ def build(model_name: str, mode: str, tiny: bool, device):
     optimizer = make_model_optimizer(cfg, model)
     b, t = (4, 8) if tiny else PAPER_SIZES[model_name]
     batch = synthetic_batch(b, t, device)
-    params = sum(p.numel() for p in model.parameters()) + (sum(p.numel() for p in behaviour.parameters()) if behaviour else 0)
+    params = sum(p.numel() for module in (model, behaviour) if module is not None for p in module.parameters())
 
     def update() -> float:
         metrics, out = gradient_step(model, optimizer, cfg.grad_clip, batch, 0, precision)
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     try:
         import tensordict  # noqa: F401
     except ImportError:
-        raise SystemExit("bench_gpu needs tensordict (the models' data format): install it, or carry a wheel that matches this torch, with its orjson and pyvers.")
+        raise SystemExit("bench_gpu needs tensordict (the models' data format): install it, or carry a wheel that "
+                         "matches this torch, with its orjson and pyvers.")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}, threads {torch.get_num_threads()}, tiny={args.tiny}", flush=True)
     if device.type == "cuda":
@@ -214,8 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except Exception as err:  # a mode that fails on this machine is a row, not the end of the run
                 row = {**skipped, "skipped": f"failed: {type(err).__name__}: {str(err)[:160]}"}
             rows.append(row)
-            print(f"  {model_name:13s} {mode:13s} " + (f"{row['updates_per_s']:.2f} updates/s" if "ms" in row else row["skipped"]),
-                  flush=True)  # fmt: skip
+            result = f"{row['updates_per_s']:.2f} updates/s" if "ms" in row else row["skipped"]
+            print(f"  {model_name:13s} {mode:13s} {result}", flush=True)
     rows.sort(key=lambda r: (args.models.index(r["model"]), MODES.index(r["mode"])))
     print()
     print(format_rows(rows))

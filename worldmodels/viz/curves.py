@@ -57,7 +57,8 @@ def learning_curve_figure(steps: Sequence[int], mean: Sequence[float], std: Sequ
         ax.plot(x, y, color="tab:blue", marker="o", markersize=4, linewidth=1.5, label=label)
         if std is not None:
             s = _array(std)
-            ax.fill_between(x, y - s, y + s, color="tab:blue", alpha=0.15, linewidth=0, label=f"{label} ± std over episodes")
+            ax.fill_between(x, y - s, y + s, color="tab:blue", alpha=0.15, linewidth=0,
+                            label=f"{label} ± std over episodes")
     ax.set_xlabel("env steps (action repeat included)", fontsize=9)
     ax.set_ylabel("eval return", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left")
