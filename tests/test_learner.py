@@ -91,3 +91,27 @@ def test_float16_on_cpu_is_refused_with_one_sentence():
         load_config(None, ["train.precision=fp8"])
     assert load_config(None, ["train.precision=bf16", "train.compile=true"]).train.precision == "bf16"
     assert load_config(None, ["device=auto", "train.precision=16"]).train.precision == 16  # a GPU may be there
+
+
+def test_online_loop_trains_in_the_configured_precision(tmp_path, monkeypatch):
+    import worldmodels.training.online as online
+    from tests.test_training import tiny_config
+    from worldmodels.methods import train
+    from worldmodels.training.logger import read_metrics
+
+    seen, original = [], online.learner_update
+
+    def spy(*args):
+        seen.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(online, "learner_update", spy)
+    run = train(tiny_config("train.precision=bf16", "train.eval_every=0", "train.total_episodes=2",
+                            "train.final_eval_episodes=0"), run_dir=tmp_path / "run")  # fmt: skip
+    assert seen and all(p.dtype is torch.bfloat16 for p in seen)
+    losses = [r["train/loss/total"] for r in read_metrics(run) if "train/loss/total" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    if not torch.cuda.is_available():  # device=auto resolved to the CPU: refused before any episode
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+            train(tiny_config("device=auto", "train.precision=16"), run_dir=tmp_path / "fp16")
+        assert not (tmp_path / "fp16" / "replay" / "replay.json").exists()
