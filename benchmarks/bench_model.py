@@ -293,7 +293,9 @@ def main() -> None:
                 flops = update_flops(name, b, t)
                 floor = flops / (peak * 1e9 * args.threads)
                 measured = statistics.median(r["cpu"]) / args.threads  # CPU time per thread, as the peak
-                beyond = f"{statistics.median(ref['cpu']) / args.threads / floor:.2f}x" if ref is not None else "-"
+                beyond = "-"
+                if ref is not None and name != "torchrl":
+                    beyond = f"{statistics.median(ref['cpu']) / args.threads / floor:.2f}x"
                 ceiling.append(f"| {size} | {name} | {flops / 1e9:.1f} | {floor:.2f} | {measured:.2f} | "
                                f"{100 * floor / measured:.0f} % | {beyond} |")  # fmt: skip
     if args.memory_only:
