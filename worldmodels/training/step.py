@@ -152,8 +152,11 @@ def compile_networks(module: nn.Module) -> list[str]:
 
 def prepare_learner(cfg, model: nn.Module, device: torch.device | str) -> Precision:
     """Apply ``cfg.train.compile`` to ``model`` and return its update :class:`Precision`, once per run
-    (a float16 run on a CPU is refused here, before any episode is collected)."""
+    (a float16 run on a CPU is refused here, before any episode is collected). On CUDA, cuDNN picks
+    its fastest convolution algorithms per shape (``cudnn.benchmark``; training shapes are fixed)."""
     precision = Precision(cfg.train.precision, device)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if cfg.train.compile:
         compile_networks(model)
     return precision
