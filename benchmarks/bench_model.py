@@ -20,11 +20,19 @@ process's peak resident set (``VmHWM``, see :func:`peak_rss_kib`) from just befo
 first update (model, optimiser and batch already built) to the end. It captures everything torch
 allocates (tracemalloc does not see torch's allocator).
 
+FLOP ceiling: the matmul and convolution FLOPs of one update (forward + backward, counted by
+``torch.utils.flop_counter.FlopCounterMode``; elementwise ops, the optimiser and data movement are
+not counted) divided by this machine's measured float32 matmul rate per thread (:func:`matmul_gflops`,
+by CPU time so the machine's other load does not lower it) give the floor an update cannot beat;
+``% of peak`` = floor / measured CPU time per thread, and ``ceiling vs torchrl`` = torchrl's CPU time /
+our floor, the speed-up over torchrl if ours ran at the matmul peak.
+
 Usage::
 
     python benchmarks/bench_model.py                    # sizes 16x50 and 50x50
     python benchmarks/bench_model.py --sizes 16x50 --repeats 3
     python benchmarks/bench_model.py --profile 16x50    # torch.profiler table for ours
+    python benchmarks/bench_model.py --threads 1 --no-memory   # speed-up and FLOP ceiling, 1 thread
 """
 
 from __future__ import annotations
@@ -130,6 +138,31 @@ def build_torchrl(b: int, t: int):
 BUILDERS = {"ours": build_ours, "torchrl": build_torchrl}
 
 
+def update_flops(name: str, b: int, t: int) -> int:
+    """Matmul + convolution FLOPs of one update of ``name`` (forward and backward), by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    _, update = BUILDERS[name](b, t)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        update()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of an ``n x n @ n x n`` matmul over ``repeats`` (on torch's current threads),
+    by process CPU time per thread: on a shared machine wall time would count other processes' turns."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        a @ b
+        best = min(best, (time.process_time() - start) / torch.get_num_threads())
+    return 2 * n**3 / best / 1e9
+
+
 def time_interleaved(names: list[str], b: int, t: int, warmup: int, repeats: int) -> dict[str, dict]:
     """Build all models in this process and alternate their updates (ours, torchrl, ours, ...).
 
@@ -212,6 +245,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["ours", "torchrl"], choices=list(BUILDERS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the FLOP count and the matmul-rate measurement")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory subprocesses")
     parser.add_argument("--profile", metavar="BxT", help="print a torch.profiler table of our update and exit")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
@@ -226,7 +260,10 @@ def main() -> None:
         return
 
     print(f"torch {torch.__version__}, threads {args.threads}, load avg {os.getloadavg()[0]:.1f}")
-    table = []
+    peak = None if args.no_ceiling or args.memory_only else matmul_gflops()
+    if peak is not None:
+        print(f"float32 matmul peak (1024^3, best of 5, CPU time): {peak:.1f} GFLOP/s per thread")
+    table, ceiling = [], []
     for size in args.sizes:
         b, t = parse_size(size)
         if args.memory_only:
@@ -252,12 +289,27 @@ def main() -> None:
                 f"{statistics.median(r['cpu']):.2f} | {mem_text} | "
                 f"{speed} | {cpu_speed} | {mem} |"
             )
+            if peak is not None:
+                flops = update_flops(name, b, t)
+                floor = flops / (peak * 1e9 * args.threads)
+                measured = statistics.median(r["cpu"]) / args.threads  # CPU time per thread, as the peak
+                beyond = "-"
+                if ref is not None and name != "torchrl":
+                    beyond = f"{statistics.median(ref['cpu']) / args.threads / floor:.2f}x"
+                ceiling.append(f"| {size} | {name} | {flops / 1e9:.1f} | {floor:.2f} | {measured:.2f} | "
+                               f"{100 * floor / measured:.0f} % | {beyond} |")  # fmt: skip
     if args.memory_only:
         return
     print()
     print("| size | model | params | update s (median wall) | cpu s | peak MiB | speed-up vs torchrl (wall) | (cpu) | memory vs torchrl |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(table))
+    if ceiling:
+        print(f"\nFLOP ceiling at {peak:.1f} GFLOP/s per thread (matmul + conv FLOPs of forward + backward / measured "
+              "matmul rate; times are process CPU seconds per thread):")
+        print("| size | model | GFLOP per update | floor s | measured cpu s | % of peak | ceiling vs torchrl (torchrl cpu s / floor) |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(ceiling))
     print(f"\nload avg at end {os.getloadavg()[0]:.1f}")
 
 

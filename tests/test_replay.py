@@ -179,3 +179,23 @@ def test_kill_9_mid_episode_keeps_every_committed_episode_exactly(tmp_path):
         assert_same_rows(replay.episode(position), expected_rows(episode, 20 + episode % 13, image_size=64))
     replay.add_rollout(synthetic_steps([4], first_episode=ids[-1] + 1, image_size=64))
     assert replay.episode_ids()[-1] == ids[-1] + 1
+
+
+def test_staged_sampling_draws_the_same_windows_as_sample(tmp_path):
+    """The CUDA path (gather into a reused pinned buffer, async copy) draws the same windows from the same
+    RNG as the plain path; checked here without pinning (pinned memory and the copy event need CUDA)."""
+    replay = SequenceReplay(tmp_path, capacity=500)
+    replay.add_rollout(synthetic_steps([6, 9, 5]))
+    torch.manual_seed(3)
+    plain = replay.sample(8, 4)
+    torch.manual_seed(3)
+    replay.sampler.window_shape = (8, 4)
+    staged = replay._sample_staged(8, 4, pin=False)
+    assert staged.batch_size == plain.batch_size and set(staged.keys(True, True)) == set(plain.keys(True, True))
+    assert all(torch.equal(staged.get(k), plain.get(k)) for k in plain.keys(True, True))
+    again = replay._sample_staged(8, 4, pin=False)  # a second batch does not overwrite the first
+    assert all(torch.equal(staged.get(k), plain.get(k)) for k in plain.keys(True, True))
+    buffer = replay.storage.gather(torch.arange(32))  # gather into an existing buffer writes every key
+    replay.storage.gather(torch.arange(32, 64) % replay.num_rows, out=buffer)
+    assert torch.equal(buffer[keys.STATE], replay.storage.gather(torch.arange(32, 64) % replay.num_rows)[keys.STATE])
+    assert not torch.equal(again[keys.STATE], staged[keys.STATE])

@@ -666,6 +666,14 @@ class TrainConfig:
     final_eval_episodes: int = 5
     """episodes of the agent and of random actions (same start states) evaluated when the budget ends
     the run, logged as ``final/*`` and written to ``RUN_DIR/final_eval.json``; 0 = none"""
+    compile: bool = False
+    """``torch.compile`` the world model's networks (encoder, decoder, heads, LayerNorm-GRU cell; each
+    compiled once in place, the RSSM's Python time loop stays eager); costs minutes of compile time
+    at the first update; helps on a GPU (``benchmarks/bench_gpu.py``), rarely on a CPU"""
+    precision: Literal[32, 16, "bf16"] = 32
+    """world-model update precision: 32 (float32), 16 (float16 autocast + GradScaler, DreamerV2's
+    ``precision: 16``; CUDA only) or bf16 (bfloat16 autocast, CPU or GPU); the behaviour learner
+    stays float32"""
 
     def __post_init__(self):
         _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
@@ -730,6 +738,8 @@ class RunConfig:
 
     def __post_init__(self):
         _check(is_device_name(self.device), "device", self.device, DEVICE_CHOICES)
+        _check(not (self.train.precision == 16 and self.device == "cpu"), "train.precision", self.train.precision,
+               "32 or bf16 with device=cpu (float16 training needs a CUDA GPU for its GradScaler)")  # fmt: skip
         _check(self.method in MODEL_CONFIGS, "method", self.method, f"one of {', '.join(MODEL_CONFIGS)}")
         rule = self.model.image_size_rule(self.env.image_size)
         _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")

@@ -112,6 +112,8 @@ class SequenceReplay:
         self._obs_keys: list[str] | None = None
         self.dropped_steps = 0
         """steps discarded because they continued an episode whose start this replay never saw"""
+        self._staging: TensorDict | None = None  # pinned host buffer of the last [B*T] CUDA batch
+        self._staging_free = None  # CUDA event: the copy out of the staging buffer has finished
 
     @classmethod
     def from_config(cls, config, directory, device="cpu", **kwargs) -> "SequenceReplay":
@@ -199,8 +201,32 @@ class SequenceReplay:
             TensorDict ``[B, T]`` on :attr:`device` with every stored key (``episode`` included).
         """
         self.sampler.window_shape = (batch_size, sequence_length)
+        if self.device.type == "cuda":
+            return self._sample_staged(batch_size, sequence_length, pin=True)
         data = self.buffer.sample(batch_size * sequence_length)
         return data.reshape(batch_size, sequence_length).to(self.device)
+
+    def _sample_staged(self, batch_size: int, sequence_length: int, pin: bool) -> TensorDict:
+        """The same windows as :meth:`sample` (same RNG draws), gathered from the memmap files straight
+        into a reused host buffer -- pinned when ``pin`` -- and copied to :attr:`device` asynchronously:
+        no per-step allocation or pageable staging copy on the host. The buffer is reused only after
+        the previous copy out of it has finished (a CUDA event). With ``pin=False`` (CPU tests) the
+        buffer is fresh each call, since the batch would alias it."""
+        n = batch_size * sequence_length
+        index, _ = self.sampler.sample(self.storage, n)
+        if self._staging is None or self._staging.batch_size[0] != n or not pin:
+            self._staging = self.storage.gather(index)
+            if pin:
+                self._staging = self._staging.pin_memory()
+        else:
+            if self._staging_free is not None:
+                self._staging_free.synchronize()
+            self.storage.gather(index, out=self._staging)
+        batch = self._staging.to(self.device, non_blocking=pin)
+        if pin and self.device.type == "cuda":
+            self._staging_free = torch.cuda.Event()
+            self._staging_free.record()
+        return batch.reshape(batch_size, sequence_length)
 
     def episode(self, position: int) -> TensorDict:
         """Rows ``[L]`` of the live episode at ``position`` (0 = oldest, -1 = newest), on CPU."""

@@ -45,10 +45,19 @@ class EpisodeMemmapStorage(LazyMemmapStorage):
 
     def get(self, index):
         if isinstance(index, torch.Tensor) and index.ndim == 1 and self.initialized:
+            return self.gather(index)
+        return super().get(index)
+
+    def gather(self, index: torch.Tensor, out: TensorDict | None = None) -> TensorDict:
+        """Rows at the flat ``index [N]``, read from the memmap files by ``index_select``; written into
+        ``out`` (a TensorDict ``[N]`` with the stored keys, e.g. a pinned staging buffer) when given."""
+        if out is None:
             return self._storage.apply(
                 lambda x: torch.index_select(x.as_subclass(torch.Tensor), 0, index), batch_size=[index.numel()]
             )
-        return super().get(index)
+        for key, source in self._storage.items(include_nested=True, leaves_only=True):
+            torch.index_select(source.as_subclass(torch.Tensor), 0, index, out=out.get(key))
+        return out
 
     def fields(self) -> dict:
         """``{key: {"dtype", "shape"}}`` of one stored row (empty before the first write)."""

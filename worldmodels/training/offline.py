@@ -35,7 +35,7 @@ from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_curre
 from worldmodels.training.logger import Logger
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
 from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
-                                       make_model_optimizer, mean_metrics)  # fmt: skip
+                                       make_model_optimizer, mean_metrics, prepare_learner)  # fmt: skip
 
 
 class ModelMaker(Protocol):
@@ -145,12 +145,13 @@ def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bo
     model = method.make_model(cfg, first.get(keys.ACTION).shape[-1], tuple(first.get(keys.PIXELS).shape[-3:]))
     model = model.to(device)
     optimizer = make_model_optimizer(cfg.model, model)
+    precision = prepare_learner(cfg, model, device)
     counters = restore_state(run_dir, model, optimizer, None, device) if resume and team.is_leader else Counters()
     team.share_state(model, optimizer, None)
     team.seed_follower(cfg.seed, team.broadcast(counters.updates))
     team.average_gradients_of(model)
     if not team.is_leader:
-        follow(team, None, lambda index: learner_update(cfg, model, optimizer, None, data, index))
+        follow(team, None, lambda index: learner_update(cfg, model, optimizer, None, data, index, precision))
         team.close()
         return
     spent = budget_binding(cfg, counters) if resume else None
@@ -172,7 +173,7 @@ def _train_offline(cfg: RunConfig, run_dir: Path, method: ModelMaker, resume: bo
         while counters.updates < offline.updates and not bar.out_of_time():
             team.send_update(counters.updates)
             with team.averaging():
-                history.append(learner_update(cfg, model, optimizer, None, data, counters.updates))
+                history.append(learner_update(cfg, model, optimizer, None, data, counters.updates, precision))
             counters.updates += 1
             step = counters.updates
             if step % offline.log_every == 0 or step == offline.updates:

@@ -35,8 +35,8 @@ from worldmodels.training.distributed import Team, follow, follower_replay_dir
 from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_current, spent_message, write_final_eval
 from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
-from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
-                                       make_model_optimizer, mean_metrics)  # fmt: skip
+from worldmodels.training.step import (FLOAT32, Precision, StopRequest, TrainingDiverged, interrupts_name,
+                                       learner_update, make_model_optimizer, mean_metrics, prepare_learner)  # fmt: skip
 from worldmodels.viz.openloop import log_openloop
 
 
@@ -83,6 +83,8 @@ class OnlineRun:
     """``eval/random/return(_std)`` of this run once measured (logged once per run)"""
     last_collected: int = 1
     """episodes the last collection committed (``env.num_envs`` at a time): schedules fire on crossing a multiple"""
+    precision: Precision = FLOAT32
+    """the world-model update's precision (``train.precision``; ``training.step.prepare_learner``)"""
 
     @property
     def env_steps(self) -> int:
@@ -113,8 +115,10 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team | N
         logger = None
     optimizer = make_model_optimizer(cfg.model, model)
     team.average_gradients_of(model, behaviour)
+    precision = prepare_learner(cfg, model, device)
     return OnlineRun(cfg, run_dir, method, device, env, model, optimizer, behaviour, replay, logger, team=team,
-                     random_baseline=logged_random_baseline(run_dir) if team.is_leader else None)  # fmt: skip
+                     random_baseline=logged_random_baseline(run_dir) if team.is_leader else None,
+                     precision=precision)  # fmt: skip
 
 
 def logged_random_baseline(run_dir: Path) -> dict | None:
@@ -264,7 +268,7 @@ def make_up_updates(run: OnlineRun, progress: Progress) -> list[dict]:
         run.team.send_update(run.counters.updates)
         with run.team.averaging():
             history.append(learner_update(run.cfg, run.model, run.optimizer, run.behaviour, run.replay,
-                                          run.counters.updates))  # fmt: skip
+                                          run.counters.updates, run.precision))  # fmt: skip
         run.counters.updates += 1
         if len(history) % 10 == 0:
             progress.show(loss=f"loss {float(history[-1]['train/loss/total']):.1f}")
@@ -395,7 +399,7 @@ def follow_online(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team
             team.seed_follower(cfg.seed, team.broadcast(None))
 
             def update(index: int):
-                return learner_update(cfg, run.model, run.optimizer, run.behaviour, run.replay, index)
+                return learner_update(cfg, run.model, run.optimizer, run.behaviour, run.replay, index, run.precision)
 
             follow(team, run.replay, update)
         finally:
