@@ -52,6 +52,24 @@ def stoch_size(model: WorldModel) -> int:
     return state[keys.STOCH][0].numel()
 
 
+@torch.no_grad()
+def distance_rollouts(
+    achiever: ImaginationActorCritic, posterior: TensorDict, goals: Tensor, starts: int = 0
+) -> tuple[TensorDict, Tensor]:
+    """The achiever's imagined rollouts toward ``goals`` from every replay start (``starts`` 0, LEXA) or a
+    random subset of ``starts``, cut to their first H states s_0..s_{H-1} (LEXA's ``imag_feat``), and the
+    replay sequence each starts in (row ``b*T + t`` of the flattened batch starts in sequence b).
+
+    Shapes: posterior ``[B, T]``, goals ``[B*T, E]`` -> states ``[N, H]``, sequence ids ``[N]``.
+    """
+    start = posterior.reshape(-1)  # [B*T]
+    ids = torch.arange(posterior.shape[0], device=goals.device).repeat_interleave(posterior.shape[1])  # [B*T]
+    if 0 < starts < start.shape[0]:
+        pick = torch.randperm(start.shape[0], device=goals.device)[:starts]
+        start, goals, ids = start[pick], goals[pick], ids[pick]
+    return achiever.imagine(start, goals).states[:, :-1], ids
+
+
 class LexaBehaviour(nn.Module):
     """Explorer + achiever of LEXA on a frozen world model that declares ``has_embedding``.
 
@@ -158,22 +176,16 @@ class LexaBehaviour(nn.Module):
                 metrics[f"temporal/{name}"] = value
         return TensorDict(metrics, batch_size=[])
 
-    @torch.no_grad()
     def distance_data(self, posterior: TensorDict, goals: Tensor) -> tuple[Tensor, Tensor | None]:
-        """What D is trained on (LEXA ``dd_train_imag``): the achiever's imagined rollouts toward ``goals``
-        from every replay start (``lexa.distance_starts`` 0) or a random subset, as predicted embeddings
-        of their first H states s_0..s_{H-1} (LEXA's ``imag_feat``), and the replay sequence each starts in.
+        """What D is trained on (LEXA ``dd_train_imag``): :func:`distance_rollouts` as predicted embeddings,
+        with ``lexa.distance_starts`` and ``lexa.distance_negatives``.
 
         Shapes: posterior ``[B, T]``, goals ``[B*T, E]`` -> embeds ``[N, H, E]``, sequence ids ``[N]``
-        (None with ``lexa.distance_negatives="trajectory"``).
+        (None with ``distance_negatives="trajectory"``).
         """
-        start = posterior.reshape(-1)  # [B*T], row b*T + t
-        ids = torch.arange(posterior.shape[0], device=goals.device).repeat_interleave(posterior.shape[1])  # [B*T]
-        if 0 < self.config.distance_starts < start.shape[0]:
-            pick = torch.randperm(start.shape[0], device=goals.device)[: self.config.distance_starts]
-            start, goals, ids = start[pick], goals[pick], ids[pick]
-        states = self.achiever.imagine(start, goals).states[:, :-1]  # [N,H]: s_0..s_{H-1}
-        embeds = self.temporal.predict_embed(self.model.features(states))  # [N,H,E]
+        states, ids = distance_rollouts(self.achiever, posterior, goals, self.config.distance_starts)
+        with torch.no_grad():
+            embeds = self.temporal.predict_embed(self.model.features(states))  # [N,H,E]
         return embeds, (ids if self.config.distance_negatives == "sequence" else None)
 
     @torch.no_grad()

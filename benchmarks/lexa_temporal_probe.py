@@ -1,0 +1,132 @@
+"""Why LEXA's temporal reward read ~1 almost everywhere (issue 7's closing note, issue 16): a short probe.
+
+    python benchmarks/lexa_temporal_probe.py configs/lexa_reacher_cpu.yaml --minutes 1.5
+    python benchmarks/lexa_temporal_probe.py configs/lexa_reacher_cpu.yaml --run-dir RUN   # a trained run
+
+1. Counts, for the config's replay batch [B, T] and imagination horizon H, which share of the achiever's
+   training goals (``shuffled_goals``: the batch's frames permuted) lies in the start's own replay sequence
+   at most H-1 steps ahead -- the only pairs D's positives cover. Every other goal is, to D, a negative.
+2. Trains a tiny LEXA run (or loads ``--run-dir``), freezes its world model and achiever, and trains two
+   fresh distance networks on the same imagined rollouts for ``--steps`` steps: the faithful one
+   (BatchNorm, linear output, negatives from other replay sequences, every start) and the old one
+   (sigmoid, no BatchNorm, negatives from other rollouts, 64 starts). Then reads both on the achiever's
+   training pairs (start, shuffled goal), split by where the goal lies, and reports the mean D, the share
+   with D > 0.9 and the size of the reward's gradient |dD/d e_hat| that the achiever learns from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from planners.lexa_behaviour import distance_rollouts
+from planners.lexa_networks import TemporalDistance, shuffled_goals
+from worldmodels.core import keys
+from worldmodels.core.config import load_config
+from worldmodels.data.replay import SequenceReplay
+from worldmodels.methods import load_trained, train
+
+
+def horizon_share(batch: int, length: int, horizon: int) -> float:
+    """Share of (start row, goal row) pairs of a [B, T] batch with the goal in the same sequence and
+    0 <= t_goal - t_start <= H - 1 (goals drawn uniformly from the B*T rows, as a permutation does)."""
+    steps = torch.arange(length)
+    ahead = steps[None, :] - steps[:, None]  # [T,T]
+    within = ((ahead >= 0) & (ahead < horizon)).sum().item()
+    return within / (batch * length) ** 2 * batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--minutes", type=float, default=1.5)
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--steps", type=int, default=300, help="training steps of each fresh distance network")
+    parser.add_argument("--batches", type=int, default=4, help="replay batches whose rollouts D is trained on")
+    args = parser.parse_args()
+    t0 = time.time()
+    overrides = ["lexa.achiever_reward=temporal", "lexa.goal_eval_every=0", "train.seed_episodes=2",
+                 "env.episode_length=200", "train.updates_per_episode=20", f"train.max_minutes={args.minutes}"]
+    cfg = load_config(args.config, overrides + args.overrides)
+    b, t, h = cfg.replay.batch_size, cfg.replay.sequence_length, cfg.actor_critic.horizon
+    print(f"1. goals within H-1={h - 1} steps ahead in the same sequence, batch [{b}, {t}]: "
+          f"{horizon_share(b, t, h):.3f}   (LEXA [45, 50], H=15: {horizon_share(45, 50, 15):.4f})")
+    if args.run_dir and (Path(args.run_dir) / "checkpoints" / "latest.pt").exists():
+        run_dir = Path(args.run_dir)
+    else:
+        run_dir = train(cfg, run_dir=args.run_dir or f"runs/lexa_probe_{time.strftime('%Y%m%d-%H%M%S')}")
+    trained = load_trained(run_dir)
+    trained.env.close()
+    cfg, model, behaviour = trained.cfg, trained.model, trained.behaviour
+    replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
+    torch.manual_seed(0)
+    variants = {
+        "faithful": dataclasses.replace(cfg.lexa),
+        "old (sigmoid, no BN, rollout negatives, 64 starts)": dataclasses.replace(
+            cfg.lexa, distance_output="sigmoid", distance_batchnorm=False, distance_negatives="trajectory",
+            distance_starts=64),
+    }
+    pool = []  # the achiever's rollouts from every start of a few replay batches, shared by both variants
+    for _ in range(args.batches):
+        batch = replay.sample(b, t)
+        with torch.no_grad():
+            posterior = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST])
+            goals = shuffled_goals(model.embed(batch[keys.PIXELS]))
+            states, ids = distance_rollouts(behaviour.achiever, posterior, goals)
+            pool.append((model.features(states), ids))  # [B*T,H,F], [B*T]
+    print(f"   rollouts of {args.batches} replay batches imagined ({time.time() - t0:.0f} s so far)")
+    nets = {}
+    for name, lexa in variants.items():
+        td = TemporalDistance.from_config(lexa, model.feature_dim, model.embed_dim).to(model.device)
+        td.embed_head.load_state_dict(behaviour.temporal.embed_head.state_dict())  # the run's trained head
+        opt = torch.optim.Adam(td.distance_net.parameters(), lexa.distance_lr * 10)  # 10x lr: a short probe
+        for i in range(args.steps):
+            feats, ids = pool[i % len(pool)]
+            if lexa.distance_starts:
+                pick = torch.randperm(feats.shape[0])[: lexa.distance_starts]
+                feats, ids = feats[pick], ids[pick]
+            with torch.no_grad():
+                embeds = td.predict_embed(feats)
+            loss, metrics = td.distance_loss(embeds, ids if lexa.distance_negatives == "sequence" else None)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        nets[name] = (td, metrics)
+    # the achiever's training pairs: start row r, goal row perm[r]
+    batch = replay.sample(b, t)
+    with torch.no_grad():
+        posterior = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST])
+        embed = model.embed(batch[keys.PIXELS]).reshape(b * t, -1)
+    perm = torch.randperm(b * t)
+    seq, step = torch.arange(b * t) // t, torch.arange(b * t) % t
+    ahead = step[perm] - step
+    same = seq[perm] == seq
+    groups = {
+        "same sequence, 0..H-1 ahead": same & (ahead >= 0) & (ahead < h),
+        "same sequence, further or behind": same & ~((ahead >= 0) & (ahead < h)),
+        "another sequence": ~same,
+    }
+    features = model.features(posterior).reshape(b * t, -1)
+    print(f"\n2. D on the achiever's training pairs, {b * t} starts, run {run_dir} ({time.time() - t0:.0f} s so far)")
+    print("| D variant | pairs | share | mean D | D > 0.9 | mean abs dD/de_hat |")
+    print("|---|---|---|---|---|---|")
+    for name, (td, metrics) in nets.items():
+        e_hat = td.predict_embed(features).detach().requires_grad_(True)
+        d = td.distance(e_hat, embed[perm])[:, 0]
+        (grad,) = torch.autograd.grad(d.sum(), e_hat)
+        for group, mask in groups.items():
+            if mask.any():
+                print(f"| {name} | {group} | {mask.float().mean():.3f} | {d[mask].mean():.3f} | "
+                      f"{(d[mask] > 0.9).float().mean():.2f} | {grad[mask].abs().mean():.2e} |")
+        print(f"| {name} | trained: pos MSE {metrics['distance/positive']:.3f}, neg MSE "
+              f"{metrics.get('distance/negative', float('nan')):.3f} | | | | |")
+    print(f"\n({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
