@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--minutes", type=float, default=1.5)
     parser.add_argument("--run-dir", default=None)
-    parser.add_argument("--steps", type=int, default=300, help="training steps of each fresh distance network")
+    parser.add_argument("--steps", type=int, default=200, help="training steps of each fresh distance network")
     parser.add_argument("--batches", type=int, default=4, help="replay batches whose rollouts D is trained on")
     args = parser.parse_args()
     t0 = time.time()
@@ -78,7 +78,7 @@ def main() -> None:
             posterior = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST])
             goals = shuffled_goals(model.embed(batch[keys.PIXELS]))
             states, ids = distance_rollouts(behaviour.achiever, posterior, goals)
-            pool.append((model.features(states), ids))  # [B*T,H,F], [B*T]
+            pool.append((behaviour.temporal.predict_embed(model.features(states)), ids))  # [B*T,H,E], [B*T]
     print(f"   rollouts of {args.batches} replay batches imagined ({time.time() - t0:.0f} s so far)")
     nets = {}
     for name, lexa in variants.items():
@@ -86,12 +86,10 @@ def main() -> None:
         td.embed_head.load_state_dict(behaviour.temporal.embed_head.state_dict())  # the run's trained head
         opt = torch.optim.Adam(td.distance_net.parameters(), lexa.distance_lr * 10)  # 10x lr: a short probe
         for i in range(args.steps):
-            feats, ids = pool[i % len(pool)]
+            embeds, ids = pool[i % len(pool)]
             if lexa.distance_starts:
-                pick = torch.randperm(feats.shape[0])[: lexa.distance_starts]
-                feats, ids = feats[pick], ids[pick]
-            with torch.no_grad():
-                embeds = td.predict_embed(feats)
+                pick = torch.randperm(embeds.shape[0])[: lexa.distance_starts]
+                embeds, ids = embeds[pick], ids[pick]
             loss, metrics = td.distance_loss(embeds, ids if lexa.distance_negatives == "sequence" else None)
             opt.zero_grad()
             loss.backward()
@@ -123,8 +121,20 @@ def main() -> None:
             if mask.any():
                 print(f"| {name} | {group} | {mask.float().mean():.3f} | {d[mask].mean():.3f} | "
                       f"{(d[mask] > 0.9).float().mean():.2f} | {grad[mask].abs().mean():.2e} |")
+        with torch.no_grad():  # goal = the start's own frame: real embedding e_t vs predicted e_hat_t (D's inputs)
+            own_real = td.distance(e_hat, embed)[:, 0]
+            own_pred = td.distance(e_hat, e_hat)[:, 0]
+        for group, values in (("own frame, goal = real e_t (label 0)", own_real),
+                              ("own frame, goal = predicted e_hat_t (label 0)", own_pred)):  # fmt: skip
+            print(f"| {name} | {group} | - | {values.mean():.3f} | {(values > 0.9).float().mean():.2f} | - |")
         print(f"| {name} | trained: pos MSE {metrics['distance/positive']:.3f}, neg MSE "
               f"{metrics.get('distance/negative', float('nan')):.3f} | | | | |")
+    with torch.no_grad():
+        e_hat = behaviour.temporal.predict_embed(features)
+        head_error = (e_hat - embed).norm(dim=-1).mean().item()
+        frame_gap = (embed[perm] - embed).norm(dim=-1).mean().item()
+    print(f"\nembed head: |e_hat_t - e_t| = {head_error:.2f} on average, |e_goal - e_t| between shuffled frames = "
+          f"{frame_gap:.2f}")
     print(f"\n({time.time() - t0:.0f} s)")
 
 
