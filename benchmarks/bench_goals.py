@@ -3,7 +3,7 @@ from the same start states beside them, one table (issue 16).
 
     python benchmarks/bench_goals.py --run-dir runs/lexa_reacher --run-dir runs/planet_reacher \
         --task-set reacher --planners cem,icem --episodes 3
-    python benchmarks/bench_goals.py --config configs/planet_reacher_cpu.yaml --minutes 20 --task-set reacher
+    python benchmarks/bench_goals.py configs/planet_reacher_cpu.yaml --minutes 20 --task-set reacher
 
 Per goal set and row: episodes = goals x ``--episodes`` (>= 3 per goal by default), success at the last step
 (LEXA's protocol) and at any step (PLDM's), each with a 95 % Wilson interval, the mean true-state distance at
@@ -51,23 +51,30 @@ def agents_of(trained, planners: list[str], metric: str | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", action="append", default=[], help="a trained run (repeatable)")
-    parser.add_argument("--config", default=None, help="train this config first (with --minutes) and add it")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for --config")
+    parser.add_argument("config", nargs="?", default=None,
+                        help="train this config (for --minutes) where no trained --run-dir is given")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for the config")
+    parser.add_argument("--run-dir", action="append", default=[],
+                        help="a trained run (repeatable); with a config, one not trained yet is trained there")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--task-set", action="append", default=[], help="goal set (repeatable; default: each run's)")
-    parser.add_argument("--planners", default="", help="comma-separated planners (cem, mppi, icem, gradient)")
+    parser.add_argument("--planners", "--planner", default="", help="comma-separated planners (cem, mppi, icem, gradient)")
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance of the planners")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
     args = parser.parse_args()
-    runs = [Path(r) for r in args.run_dir]
-    if args.config:
-        cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
-        runs.append(train(cfg, run_dir=f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}"))
+    runs = []
+    for run_dir in args.run_dir or ([None] if args.config else []):
+        if run_dir and (Path(run_dir) / "checkpoints" / "latest.pt").exists():
+            runs.append(Path(run_dir))
+        elif args.config:
+            cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
+            runs.append(train(cfg, run_dir=run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}"))
+        else:
+            parser.error(f"{run_dir} holds no trained run (checkpoints/latest.pt); pass a config to train it.")
     if not runs:
-        parser.error("pass --run-dir RUN (repeatable) or --config CONFIG.")
+        parser.error("pass --run-dir RUN (repeatable) or a config to train.")
     planners = [p for p in args.planners.split(",") if p]
 
     results: dict[str, dict] = {}  # task_set -> {"random": result, "rows": [(label, result)]}
