@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=1.5)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--steps", type=int, default=200, help="training steps of each fresh distance network")
+    parser.add_argument("--head-steps", type=int, default=0, help="first train the run's embed head this many steps")
     parser.add_argument("--batches", type=int, default=4, help="replay batches whose rollouts D is trained on")
     args = parser.parse_args()
     t0 = time.time()
@@ -65,6 +66,18 @@ def main() -> None:
     cfg, model, behaviour = trained.cfg, trained.model, trained.behaviour
     replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
     torch.manual_seed(0)
+    if args.head_steps:  # train the run's embed head further on replay (LEXA trains it with every model update)
+        opt = torch.optim.Adam(behaviour.temporal.embed_head.parameters(), cfg.model.learning_rate)
+        for _ in range(args.head_steps):
+            batch = replay.sample(b, t)
+            with torch.no_grad():
+                posterior = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST])
+                target = model.embed(batch[keys.PIXELS])
+            loss, _ = behaviour.temporal.embed_loss(model.features(posterior), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(f"   embed head trained {args.head_steps} more steps on replay: loss {loss.item():.3f}")
     variants = {
         "faithful": dataclasses.replace(cfg.lexa),
         "old (sigmoid, no BN, rollout negatives, 64 starts)": dataclasses.replace(
@@ -124,8 +137,12 @@ def main() -> None:
         with torch.no_grad():  # goal = the start's own frame: real embedding e_t vs predicted e_hat_t (D's inputs)
             own_real = td.distance(e_hat, embed)[:, 0]
             own_pred = td.distance(e_hat, e_hat)[:, 0]
+            running = {k: v.clone() for k, v in td.distance_net.state_dict().items()}
+            own_batch = td.distance(e_hat, e_hat, batch_stats=True)[:, 0]  # this batch's BatchNorm statistics
+            td.distance_net.load_state_dict(running)  # (undo the running-statistics update)
         for group, values in (("own frame, goal = real e_t (label 0)", own_real),
-                              ("own frame, goal = predicted e_hat_t (label 0)", own_pred)):  # fmt: skip
+                              ("own frame, goal = predicted e_hat_t (label 0)", own_pred),
+                              ("same, BatchNorm on this batch's statistics", own_batch)):  # fmt: skip
             print(f"| {name} | {group} | - | {values.mean():.3f} | {(values > 0.9).float().mean():.2f} | - |")
         print(f"| {name} | trained: pos MSE {metrics['distance/positive']:.3f}, neg MSE "
               f"{metrics.get('distance/negative', float('nan')):.3f} | | | | |")
