@@ -12,6 +12,7 @@
    (sigmoid, no BatchNorm, negatives from other rollouts, 64 starts). Then reads both on the achiever's
    training pairs (start, shuffled goal), split by where the goal lies, and reports the mean D, the share
    with D > 0.9 and the size of the reward's gradient |dD/d e_hat| that the achiever learns from.
+3. Reads the cosine reward on the same pairs over the full features and over the stochastic part only.
 """
 
 from __future__ import annotations
@@ -152,6 +153,16 @@ def main() -> None:
         frame_gap = (embed[perm] - embed).norm(dim=-1).mean().item()
     print(f"\nembed head: |e_hat_t - e_t| = {head_error:.2f} on average, |e_goal - e_t| between shuffled frames = "
           f"{frame_gap:.2f}")
+    with torch.no_grad():  # 3. the cosine reward on the same pairs: full features vs the stochastic part only
+        goal_feat = model.features_from_embed(embed[perm], sample=False)  # [N,F], posterior mean (LEXA)
+        s_dim = posterior[keys.STOCH].reshape(b * t, -1).shape[-1]
+        near = groups["same sequence, 0..H-1 ahead"]
+        print(f"\n3. cosine reward cos(feat_t, feat_g) on the same pairs ({model.feature_dim - s_dim} deter + {s_dim} stoch dims)")
+        print("| compared | mean | std over pairs | mean, goal 0..H-1 ahead | mean, other goals |")
+        print("|---|---|---|---|---|")
+        for part, dims in (("full (LEXA)", slice(0, None)), ("stoch only", slice(-s_dim, None))):
+            cos = torch.nn.functional.cosine_similarity(features[:, dims], goal_feat[:, dims], dim=-1)
+            print(f"| {part} | {cos.mean():.3f} | {cos.std():.3f} | {cos[near].mean():.3f} | {cos[~near].mean():.3f} |")
     print(f"\n({time.time() - t0:.0f} s)")
 
 
