@@ -119,3 +119,15 @@ def test_temporal_distance_loss_falls_on_a_tiny_run():
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses  # measured: 1.20 -> 0.52
     with pytest.raises(ValueError, match="sequence_ids must have shape"):
         behaviour.temporal.distance_loss(torch.randn(4, 3, model.embed_dim), torch.zeros(3))
+
+
+def test_runs_from_before_issue_16_load_with_the_old_options():
+    from planners.lexa_networks import DistanceNet
+    from worldmodels.models.networks import MLP
+
+    torch.manual_seed(0)
+    old = MLP(8, 1, 16, 3, "relu")  # the distance network before issue 16 (a sigmoid after it)
+    new = DistanceNet(8, 16, 3, batchnorm=False, output="sigmoid")
+    new.load_state_dict(old.state_dict())  # strict: same parameter names and shapes
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(new(x), torch.sigmoid(old(x)))

@@ -455,12 +455,13 @@ class LexaConfig:
     temporal_pairs: int = 256
     """positive pairs per temporal-distance loss (LEXA dd_num_positives: 256)"""
     negative_fraction: float = 0.1
-    """negatives = int(fraction * pairs) = 25, goal from another trajectory, label 1 (LEXA dd_neg_sampling_factor: 0.1)"""
+    """negatives = int(fraction * pairs) = 25, goal from another replay sequence, label 1 (LEXA dd_neg_sampling_factor: 0.1)"""
     distance_lr: float = 8e-5
     """temporal-distance Adam learning rate (LEXA: value_lr 8e-5)"""
     distance_output: Literal["linear", "sigmoid"] = "linear"
     """output of D: linear regression onto the normalised steps (LEXA GC_Distance) or a sigmoid in [0, 1]
-    (this toolkit before issue 16; kept to compare and to load runs trained with it)"""
+    (this toolkit before issue 16; kept to compare and to load runs trained with it: add
+    ``distance_output: sigmoid`` and ``distance_batchnorm: false`` to such a run's config.yaml)"""
     distance_batchnorm: bool = True
     """BatchNorm after every hidden layer of D (LEXA GC_Distance: Dense -> act -> BatchNormalization)"""
     distance_negatives: Literal["sequence", "trajectory"] = "sequence"
