@@ -44,7 +44,8 @@ def agents_of(trained, planners: list[str], metric: str | None) -> dict:
     used = metric or method.goal_metric
     for name in names:
         agents[f"{name}, {used} latent distance"] = (
-            lambda goal_pixels, name=name: goal_planning_agent(cfg, model, goal_pixels, used, method.goal_steps, name=name)
+            lambda goal_pixels, name=name: goal_planning_agent(
+                cfg, model, goal_pixels, used, method.goal_steps, name=name)
         )
     return agents
 
@@ -58,7 +59,8 @@ def main() -> None:
                         help="a trained run (repeatable); with a config, one not trained yet is trained there")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--task-set", action="append", default=[], help="goal set (repeatable; default: each run's)")
-    parser.add_argument("--planners", "--planner", default="", help="comma-separated planners (cem, mppi, icem, gradient)")
+    parser.add_argument("--planners", "--planner", default="",
+                        help="comma-separated planners (cem, mppi, icem, gradient)")
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance of the planners")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")

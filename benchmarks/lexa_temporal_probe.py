@@ -157,7 +157,8 @@ def main() -> None:
         goal_feat = model.features_from_embed(embed[perm], sample=False)  # [N,F], posterior mean (LEXA)
         s_dim = posterior[keys.STOCH].reshape(b * t, -1).shape[-1]
         near = groups["same sequence, 0..H-1 ahead"]
-        print(f"\n3. cosine reward cos(feat_t, feat_g) on the same pairs ({model.feature_dim - s_dim} deter + {s_dim} stoch dims)")
+        print(f"\n3. cosine reward cos(feat_t, feat_g) on the same pairs "
+              f"({model.feature_dim - s_dim} deter + {s_dim} stoch dims)")
         print("| compared | mean | std over pairs | mean, goal 0..H-1 ahead | mean, other goals |")
         print("|---|---|---|---|---|")
         for part, dims in (("full (LEXA)", slice(0, None)), ("stoch only", slice(-s_dim, None))):

@@ -387,4 +387,6 @@ def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> T
     return flat[torch.randperm(flat.shape[0], generator=generator, device=flat.device)]
 
 
-__all__ = ["DisagreementEnsemble", "DistanceNet", "DistancePairs", "TemporalDistance", "distance_pairs", "shuffled_goals"]
+__all__ = [
+    "DisagreementEnsemble", "DistanceNet", "DistancePairs", "TemporalDistance", "distance_pairs", "shuffled_goals"
+]

@@ -9,7 +9,8 @@ from worldmodels.evaluation.stats import wilson_interval
 
 
 def _result(success: list[list[int]], starts: list[list[float]] | None = None, final: float = 0.1) -> dict:
-    """A fake run_goal_set result: ``success[goal][episode]``; reached = success, or the third episode (which passed the goal)."""
+    """A fake run_goal_set result: ``success[goal][episode]``; reached = success, or the third episode
+    (which passed the goal)."""
     per_goal = []
     for g, episodes in enumerate(success):
         init = starts[g] if starts else [0.2 + 0.01 * g + 0.001 * e for e in range(len(episodes))]

@@ -54,8 +54,8 @@ def above_random(row: dict, random_row: dict) -> bool:
 def goal_table(task_set: str, rows: list[tuple[str, dict]], random_result: dict) -> str:
     """A markdown table: one line per ``(label, run_goal_set result)`` and random actions last.
 
-    Example:
-        | goal set | model / agent | episodes | success (last step) [95 % CI] | reached (any step) [95 % CI] | start dist | final dist |
+    Columns: goal set, model / agent, episodes, success (last step) [95 % CI], reached (any step)
+    [95 % CI], start dist, final dist, above random.
     """
     lines = [
         "| goal set | model / agent | episodes | success (last step) [95 % CI] | reached (any step) [95 % CI] "
