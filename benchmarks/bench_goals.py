@@ -1,13 +1,18 @@
-"""Goal reaching from pixels: train a small model for a wall-clock budget on a DMC task, then act
-toward every goal image of a goal task set (planning toward the goal's latent, or LEXA's achiever)
-and print the success rate per goal, next to random actions from the same starts.
+"""Goal-reaching benchmark from pixels: every trained run (and planner) on every goal set, random actions
+from the same start states beside them, one table (issue 16).
 
-    python benchmarks/bench_goals.py configs/planet_reacher_cpu.yaml --task-set reacher --minutes 20
-    python benchmarks/bench_goals.py configs/lexa_reacher_cpu.yaml --task-set reacher --run-dir runs/lexa_reacher
+    python benchmarks/bench_goals.py --run-dir runs/lexa_reacher --run-dir runs/planet_reacher \
+        --task-set reacher --planners cem,icem --episodes 3
+    python benchmarks/bench_goals.py configs/planet_reacher_cpu.yaml --minutes 20 --task-set reacher
 
-Success is measured from the true simulator state at the episode's last step (LEXA) and at any
-step ("reached", PLDM). For LEXA runs it also prints the explorer's imagined intrinsic reward next to
-that of uniform random actions from the same replay starts (``--intrinsic-batches`` batches).
+Per goal set and row: episodes = goals x ``--episodes`` (>= 3 per goal by default), success at the last step
+(LEXA's protocol) and at any step (PLDM's), each with a 95 % Wilson interval, the mean true-state distance at
+the start and at the end, and whether the success interval lies above random's ("above random"). Every
+episode of a goal starts from the same state for every row (the goal envs are seeded per goal; the table
+marks a row whose start distances differ from random's). Rows: LEXA runs act with their achiever (and with
+any ``--planners`` on latent distance); other runs with each of ``--planners`` (default: the run's own).
+For LEXA runs it also prints the explorer's imagined intrinsic reward beside that of random actions.
+Writes ``--out`` (JSON with every row's summary and per-goal results).
 """
 
 from __future__ import annotations
@@ -19,67 +24,101 @@ from pathlib import Path
 
 import torch
 
-from envs.goals import goal_names
+from planners.builder import goal_planning_agent
 from planners.lexa_behaviour import LexaBehaviour
-from worldmodels.cli.commands import evaluate_goals
 from worldmodels.core.config import load_config
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.evaluation.goal_sets import run_goal_set
+from worldmodels.evaluation.goal_table import goal_table, summarise
 from worldmodels.evaluation.lexa import explorer_vs_random_on_replay
 from worldmodels.methods import load_trained, train
 
 
+def agents_of(trained, planners: list[str], metric: str | None) -> dict:
+    """``{label: agent_for}`` of a trained run: LEXA's achiever, and a planner on latent distance per name."""
+    cfg, model, method = trained.cfg, trained.model, trained.method
+    agents = {}
+    if method.goal_policy is not None:
+        agents["achiever"] = method.goal_policy(model, trained.behaviour)
+    names = planners or ([] if agents else [cfg.planner])
+    used = metric or method.goal_metric
+    for name in names:
+        agents[f"{name}, {used} latent distance"] = (
+            lambda goal_pixels, name=name: goal_planning_agent(
+                cfg, model, goal_pixels, used, method.goal_steps, name=name)
+        )
+    return agents
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--task-set", default="point_mass")
+    parser.add_argument("config", nargs="?", default=None,
+                        help="train this config (for --minutes) where no trained --run-dir is given")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for the config")
+    parser.add_argument("--run-dir", action="append", default=[],
+                        help="a trained run (repeatable); with a config, one not trained yet is trained there")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--planner", choices=["cem", "mppi"], default=None)
-    parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance (planning methods)")
-    parser.add_argument("--run-dir", default=None, help="reuse a trained run instead of training")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes per goal, for agent and random actions")
+    parser.add_argument("--task-set", action="append", default=[], help="goal set (repeatable; default: each run's)")
+    parser.add_argument("--planners", "--planner", default="",
+                        help="comma-separated planners (cem, mppi, icem, gradient)")
+    parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance of the planners")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
+    parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
     args = parser.parse_args()
+    runs = []
+    for run_dir in args.run_dir or ([None] if args.config else []):
+        if run_dir and (Path(run_dir) / "checkpoints" / "latest.pt").exists():
+            runs.append(Path(run_dir))
+        elif args.config:
+            cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
+            runs.append(train(cfg, run_dir=run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}"))
+        else:
+            parser.error(f"{run_dir} holds no trained run (checkpoints/latest.pt); pass a config to train it.")
+    if not runs:
+        parser.error("pass --run-dir RUN (repeatable) or a config to train.")
+    planners = [p for p in args.planners.split(",") if p]
 
-    if args.run_dir and (Path(args.run_dir) / "checkpoints" / "latest.pt").exists():
-        run_dir = Path(args.run_dir)
-    else:
-        cfg = load_config(args.config, args.overrides + [f"train.max_minutes={args.minutes}"])
-        run_dir = train(cfg, run_dir=args.run_dir or f"runs/bench_goals_{time.strftime('%Y%m%d-%H%M%S')}")
-    trained = load_trained(run_dir)
-    trained.env.close()
-    cfg, model, behaviour = trained.cfg, trained.model, trained.behaviour
-    torch.manual_seed(0)
-    agent = evaluate_goals(run_dir, args.task_set, episodes=args.episodes, planner=args.planner, metric=args.metric)
-    torch.manual_seed(0)
-    rand = run_goal_set(cfg, args.task_set, lambda goal_pixels: None, args.episodes)  # None: random actions
-    names = goal_names(args.task_set)
-    label = "achiever" if trained.method.goal_policy is not None else f"{args.planner or cfg.planner}, {args.metric or 'default'} latent distance"
-    print(f"\n{cfg.method} ({label}) on {cfg.env.domain} pixels, goal set {args.task_set} "
-          f"({len(names)} goals, {args.episodes} episode(s) each); distances from the true state")
-    columns = ("success_rate", "reached_rate", "moved_closer_rate", "initial_distance", "min_distance", "final_distance")
-    print("| goal | success (last step) | reached (any step) | ended closer | start dist | closest | final dist |")
-    print("|---|---|---|---|---|---|---|")
+    results: dict[str, dict] = {}  # task_set -> {"random": result, "rows": [(label, result)]}
+    intrinsic = {}
+    for run_dir in runs:
+        trained = load_trained(run_dir)
+        trained.env.close()
+        cfg, model = trained.cfg, trained.model
+        for task_set in args.task_set or [cfg.env.goal_set]:
+            entry = results.setdefault(task_set, {"rows": []})
+            if "random" not in entry:  # the goal envs' seeds fix the starts; random actions once per goal set
+                torch.manual_seed(0)
+                entry["random"] = run_goal_set(cfg, task_set, lambda goal_pixels: None, args.episodes)
+            for label, agent_for in agents_of(trained, planners, args.metric).items():
+                torch.manual_seed(0)
+                result = run_goal_set(cfg, task_set, agent_for, args.episodes)
+                entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}", result))
+        if isinstance(trained.behaviour, LexaBehaviour) and args.intrinsic_batches > 0:
+            replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
+            torch.manual_seed(0)
+            intrinsic[str(run_dir)] = explorer_vs_random_on_replay(
+                model, trained.behaviour, replay, cfg.replay.batch_size, cfg.replay.sequence_length,
+                args.intrinsic_batches)  # fmt: skip
 
-    def row(label: str, result: dict) -> str:
-        return f"| {label} | " + " | ".join(f"{result[c]:.3f}" if "distance" in c else f"{result[c]:.2f}" for c in columns) + " |"
-
-    for g in agent["per_goal"]:
-        print(row(f"{g['goal']} {g['name']}", g))
-    print(row("**all (agent)**", agent))
-    print(row("**all (random actions)**", rand))
-    results = {"agent": agent, "random": rand}
-    if isinstance(behaviour, LexaBehaviour) and args.intrinsic_batches > 0:
-        replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
-        torch.manual_seed(0)
-        results["intrinsic"] = explorer_vs_random_on_replay(model, behaviour, replay, cfg.replay.batch_size,
-                                                            cfg.replay.sequence_length, args.intrinsic_batches)
-        scores = results["intrinsic"]
-        print(f"\nimagined intrinsic reward (log mean ensemble std, {cfg.actor_critic.horizon} steps from "
-              f"{args.intrinsic_batches} replay batches): explorer {scores['explorer']:.3f}, "
-              f"random actions {scores['random']:.3f}")
-    (Path(run_dir) / "bench_goals.json").write_text(json.dumps(results, indent=2))
+    print(f"\nGoal reaching from pixels, {args.episodes} episode(s) per goal; distances from the true state")
+    for task_set, entry in results.items():
+        print()
+        print(goal_table(task_set, entry["rows"], entry["random"]))
+    for run_dir, scores in intrinsic.items():
+        print(f"\n{run_dir}: imagined intrinsic reward (log mean ensemble std, {args.intrinsic_batches} replay "
+              f"batches): explorer {scores['explorer']:.3f}, random actions {scores['random']:.3f}")
+    out = Path(args.out) if args.out else runs[0] / "bench_goals.json"
+    payload = {
+        task_set: {
+            "random": {"summary": summarise(entry["random"]), "result": entry["random"]},
+            "rows": [{"label": label, "summary": summarise(r), "result": r} for label, r in entry["rows"]],
+        }
+        for task_set, entry in results.items()
+    }
+    payload["intrinsic"] = intrinsic
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

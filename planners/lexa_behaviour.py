@@ -8,8 +8,9 @@ One :meth:`LexaBehaviour.update` per world-model update, on the same replay batc
     achiever   imagination actor-critic on [feat_t, e_g], goals e_g = the batch's own encoder
                embeddings shuffled (``training_goals: batch``), reward
                  temporal: r_t = -D(e_hat(feat_t), e_g)       D trained on imagined achiever rollouts
-                 cosine:   r_t = cos(feat_t, feat_g),  feat_g = posterior of e_g from the initial state
-    temporal   embed head e_hat(sg feat) -> sg embed (lr 3e-4); D on pairs of imagined states (lr 8e-5)
+                 cosine:   r_t = cos(feat_t, feat_g),  feat_g = posterior mean of e_g from the initial state
+    temporal   embed head e_hat(sg feat) -> sg embed (lr 3e-4); D on pairs of imagined states (lr 8e-5), one
+               rollout per replay start; negatives pair rollouts that start in different replay sequences
 
 The explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances (not
 forks) with objectives as rewards (:class:`planners.objectives.DisagreementObjective`,
@@ -37,10 +38,6 @@ from worldmodels.core import keys
 from worldmodels.core.config import ActorCriticConfig, LexaConfig
 from worldmodels.core.interface import CapabilityError, LossOutput, Policy, WorldModel
 
-DISTANCE_STARTS = 64
-"""imagined achiever rollouts per temporal-distance update (256 pairs are drawn from them)"""
-
-
 def stoch_size(model: WorldModel) -> int:
     """S, the flattened size of the stochastic state ``initial_state(1)[keys.STOCH]`` (the ensemble's target).
 
@@ -53,6 +50,24 @@ def stoch_size(model: WorldModel) -> int:
             f"{type(model).__name__}'s state has no {keys.STOCH!r} entry for LEXA's disagreement ensemble to predict."
         )
     return state[keys.STOCH][0].numel()
+
+
+@torch.no_grad()
+def distance_rollouts(
+    achiever: ImaginationActorCritic, posterior: TensorDict, goals: Tensor, starts: int = 0
+) -> tuple[TensorDict, Tensor]:
+    """The achiever's imagined rollouts toward ``goals`` from every replay start (``starts`` 0, LEXA) or a
+    random subset of ``starts``, cut to their first H states s_0..s_{H-1} (LEXA's ``imag_feat``), and the
+    replay sequence each starts in (row ``b*T + t`` of the flattened batch starts in sequence b).
+
+    Shapes: posterior ``[B, T]``, goals ``[B*T, E]`` -> states ``[N, H]``, sequence ids ``[N]``.
+    """
+    start = posterior.reshape(-1)  # [B*T]
+    ids = torch.arange(posterior.shape[0], device=goals.device).repeat_interleave(posterior.shape[1])  # [B*T]
+    if 0 < starts < start.shape[0]:
+        pick = torch.randperm(start.shape[0], device=goals.device)[:starts]
+        start, goals, ids = start[pick], goals[pick], ids[pick]
+    return achiever.imagine(start, goals).states[:, :-1], ids
 
 
 class LexaBehaviour(nn.Module):
@@ -91,7 +106,9 @@ class LexaBehaviour(nn.Module):
             achiever_reward: GoalObjective = TemporalDistanceObjective(self.temporal)
         else:
             self.temporal = None
-            achiever_reward = EmbeddingCosineObjective(model)
+            achiever_reward = EmbeddingCosineObjective(
+                model, sample_goal=config.goal_features == "sample", part=config.cosine_part
+            )
         self.achiever = ImaginationActorCritic(model, ac_config, reward=achiever_reward, goal_dim=embed)
         self.ensemble_opt = torch.optim.Adam(self.ensemble.parameters(), config.ensemble_lr, eps=ac_config.adam_eps)
         self.temporal_opt = None
@@ -151,17 +168,25 @@ class LexaBehaviour(nn.Module):
 
         if self.temporal is not None:
             embed_loss, embed_metrics = self.temporal.embed_loss(features, embed)
-            pick = torch.randperm(start.shape[0], device=embed.device)[:DISTANCE_STARTS]
-            with torch.no_grad():
-                states = self.achiever.imagine(start[pick], goals[pick]).states  # [n,H+1]
-                predicted = self.temporal.predict_embed(model.features(states))  # [n,H+1,E]
-            dist_loss, dist_metrics = self.temporal.distance_loss(predicted)
+            dist_loss, dist_metrics = self.temporal.distance_loss(*self.distance_data(posterior, goals))
             metrics["temporal/grad_norm"] = self._step(
                 self.temporal_opt, embed_loss + dist_loss, self.temporal.parameters(), self.grad_clip
             )
             for name, value in [*embed_metrics.items(), *dist_metrics.items()]:
                 metrics[f"temporal/{name}"] = value
         return TensorDict(metrics, batch_size=[])
+
+    def distance_data(self, posterior: TensorDict, goals: Tensor) -> tuple[Tensor, Tensor | None]:
+        """What D is trained on (LEXA ``dd_train_imag``): :func:`distance_rollouts` as predicted embeddings,
+        with ``lexa.distance_starts`` and ``lexa.distance_negatives``.
+
+        Shapes: posterior ``[B, T]``, goals ``[B*T, E]`` -> embeds ``[N, H, E]``, sequence ids ``[N]``
+        (None with ``distance_negatives="trajectory"``).
+        """
+        states, ids = distance_rollouts(self.achiever, posterior, goals, self.config.distance_starts)
+        with torch.no_grad():
+            embeds = self.temporal.predict_embed(self.model.features(states))  # [N,H,E]
+        return embeds, (ids if self.config.distance_negatives == "sequence" else None)
 
     @torch.no_grad()
     def explorer_vs_random(self, start: TensorDict, generator: torch.Generator | None = None) -> dict[str, float]:

@@ -18,13 +18,14 @@ One LEXA update (``lexa/dreamer.py`` + ``gcdreamer_imag.py``; :meth:`planners.le
     ensemble.loss(features(post), post[STOCH])           -> ensemble optimiser (lr 3e-4)
     explorer.train_step(post)                             # reward=DisagreementObjective(ensemble)
     goal = shuffled_goals(embed); achiever.train_step(post, goal=goal)   # reward=TemporalDistanceObjective(td)
-    td.distance_loss(td.predict_embed(features(achiever.imagine(post, goal).states)))  -> lr 8e-5
+    td.distance_loss(td.predict_embed(features(achiever.imagine(post, goal).states[:, :H])), sequence_ids) -> lr 8e-5
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict
@@ -161,15 +162,46 @@ class DisagreementEnsemble(nn.Module):
         return scale * (torch.log(disagreement + eps) if log else disagreement)
 
 
+class DistanceNet(nn.Module):
+    """LEXA ``GC_Distance`` (``networks.py``): ``layers`` x (Linear(units) -> ReLU -> BatchNorm) -> Linear(1).
+
+    With ``output="sigmoid"`` a sigmoid follows (this toolkit before issue 16); ``batchnorm=False`` drops the
+    BatchNorm layers. BatchNorm uses batch statistics only where D is trained (``train(True)``, set by
+    :meth:`TemporalDistance.distance`) and its running statistics elsewhere, so a reward never depends on the
+    other rows of its batch. (LEXA calls Keras' BatchNormalization without ``training=``; in TF2 that may
+    run in inference mode throughout, i.e. as a learned per-unit affine map -- not verified here.)
+
+    Shapes: ``[..., 2E] -> [..., 1]``.
+    """
+
+    def __init__(self, in_dim: int, units: int = 128, layers: int = 4, batchnorm: bool = True, output: str = "linear"):
+        super().__init__()
+        if output not in ("linear", "sigmoid"):
+            raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}.")
+        blocks: list[nn.Module] = []
+        width = in_dim
+        for _ in range(layers):
+            blocks += [nn.Linear(width, units), nn.ReLU()] + ([nn.BatchNorm1d(units)] if batchnorm else [])
+            width = units
+        blocks.append(nn.Linear(width, 1))
+        if output == "sigmoid":
+            blocks.append(nn.Sigmoid())
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        return self.net(x.reshape(-1, x.shape[-1])).reshape(*lead, 1)
+
+
 class TemporalDistance(nn.Module):
-    """LEXA ``lexa_temporal``: embedding head e_hat(feat) and temporal distance D(e_hat_t, e_g) in [0, 1].
+    """LEXA ``lexa_temporal``: embedding head e_hat(feat) and temporal distance D(e_hat_t, e_g).
 
     * ``embed_head`` (LEXA ``pred_embed: True``, world-model head ``embed`` = DenseHead(value_layers 3,
       units 400, elu)): feat_t -> predicted encoder embedding e_hat_t, trained by :meth:`embed_loss`
       (unit-variance Gaussian NLL) with the model optimiser (lr 3e-4) in LEXA.
-    * ``distance`` (LEXA ``GC_Distance``, ``dd_inp: embed``): MLP on ``cat(e_hat_t, e_g)`` -> predicted
-      normalised number of steps; a sigmoid keeps it in [0, 1] (our choice; LEXA's GC_Distance is a
-      4 x 128 ReLU MLP with BatchNorm, omitted here).
+    * ``distance_net`` (LEXA ``GC_Distance``, ``dd_inp: embed``, :class:`DistanceNet`): MLP on
+      ``cat(e_hat_t, e_g)`` -> predicted normalised number of steps, linear at the output (regression,
+      ``dd_loss: regression``), BatchNorm after every hidden layer.
     * reward ``r_t = -D(e_hat_t, e_g)`` (``gcdreamer_imag.py::_gc_reward``).
 
     Args:
@@ -179,6 +211,7 @@ class TemporalDistance(nn.Module):
         layers, units: distance MLP (LEXA GC_Distance: 4 x 128, ReLU).
         positives: positive pairs per loss (LEXA ``dd_num_positives``: 256).
         negative_fraction: negatives = ``int(fraction * positives)`` (LEXA ``dd_neg_sampling_factor``: 0.1).
+        output: ``"linear"`` (LEXA) or ``"sigmoid"``; batchnorm: BatchNorm after hidden layers (LEXA: True).
     """
 
     def __init__(
@@ -191,6 +224,8 @@ class TemporalDistance(nn.Module):
         units: int = 128,
         positives: int = 256,
         negative_fraction: float = 0.1,
+        output: str = "linear",
+        batchnorm: bool = True,
     ):
         super().__init__()
         if positives < 1 or not 0.0 <= negative_fraction:
@@ -200,13 +235,18 @@ class TemporalDistance(nn.Module):
         self.feature_dim, self.embed_dim = feature_dim, embed_dim
         self.positives, self.negatives = positives, int(negative_fraction * positives)
         self.embed_head = MLP(feature_dim, embed_dim, head_units, head_layers, "elu")
-        self.distance_net = MLP(2 * embed_dim, 1, units, layers, "relu")
+        self.distance_net = DistanceNet(2 * embed_dim, units, layers, batchnorm, output)
 
     @classmethod
     def from_config(cls, config: LexaConfig, feature_dim: int, embed_dim: int) -> TemporalDistance:
-        """Distance sized by :class:`LexaConfig` (256 positive pairs, 25 negatives)."""
+        """Distance sized by :class:`LexaConfig` (256 positive pairs, 25 negatives, linear + BatchNorm)."""
         return cls(
-            feature_dim, embed_dim, positives=config.temporal_pairs, negative_fraction=config.negative_fraction
+            feature_dim,
+            embed_dim,
+            positives=config.temporal_pairs,
+            negative_fraction=config.negative_fraction,
+            output=config.distance_output,
+            batchnorm=config.distance_batchnorm,
         )
 
     def predict_embed(self, features: Tensor) -> Tensor:
@@ -226,54 +266,114 @@ class TemporalDistance(nn.Module):
         loss = 0.5 * ((self.predict_embed(features) - embed.detach()) ** 2).sum(-1).mean()
         return loss, TensorDict({"loss/embed": loss.detach()}, batch_size=[])
 
-    def distance(self, embed: Tensor, goal_embed: Tensor) -> Tensor:
-        """D(e, e_g) in [0, 1]. Shapes: ``[..., E]`` and ``[..., E]`` (broadcast) -> ``[..., 1]``."""
+    def distance(self, embed: Tensor, goal_embed: Tensor, batch_stats: bool = False) -> Tensor:
+        """D(e, e_g), the predicted number of steps / L. ``batch_stats``: BatchNorm normalises with this
+        batch's statistics and updates its running ones (training D only).
+
+        Shapes: ``[..., E]`` and ``[..., E]`` (broadcast) -> ``[..., 1]``.
+        """
         embed, goal_embed = torch.broadcast_tensors(embed, goal_embed.to(embed))
-        return torch.sigmoid(self.distance_net(torch.cat([embed, goal_embed], dim=-1)))
+        self.distance_net.train(batch_stats)
+        return self.distance_net(torch.cat([embed, goal_embed], dim=-1))
 
     def reward(self, features: Tensor, goal_embed: Tensor) -> Tensor:
         """``r = -D(embed_head(feat), e_g)``. Shapes: ``[..., F]``, ``[..., E]`` -> ``[..., 1]``."""
         return -self.distance(self.predict_embed(features), goal_embed)
 
-    def distance_loss(self, embeds: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, TensorDict]:
-        """Regression loss of D on imagined trajectories (LEXA ``get_dynamical_distance_loss``, ``dd_train_imag``).
+    def distance_loss(
+        self, embeds: Tensor, sequence_ids: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, TensorDict]:
+        """Regression loss of D on imagined trajectories (LEXA ``get_dynamical_distance_loss``, ``dd_train_imag``,
+        ``dd_norm_reg_label``, ``dd_distance: steps_to_go``).
 
-        Positives: ``positives`` pairs (n, i, j), i <= j, drawn uniformly from all such pairs of the N
-        trajectories, label ``(j - i) / H``. Negatives: ``int(0.1 * 256) = 25`` pairs whose goal is a
-        random step of a *different* trajectory, label 1. ``L = mean_pos (D - y)^2 + mean_neg (D - 1)^2``.
+        The N trajectories hold L states each (LEXA: the H = 15 states s_0..s_{H-1} of its imagination, start
+        included). Positives: ``positives`` pairs (n, i, j), i <= j, drawn uniformly from all such pairs,
+        label ``(j - i) / L`` in ``[0, (L-1)/L]``. Negatives: ``int(0.1 * 256) = 25`` pairs of a random state
+        (n, i) and a random state (n', j) of a trajectory whose start lies in another replay sequence,
+        ``sequence_ids[n'] != sequence_ids[n]`` (``tools.get_future_goal_idxs_neg_sampling``), label ``L / L = 1``.
+        ``L = mean_pos (D - y)^2 + mean_neg (D - 1)^2``; both sets go through D as one batch (BatchNorm).
 
         Args:
-            embeds: ``[N, H+1, E]`` (predicted) embeddings along imagined trajectories; detached here.
+            embeds: ``[N, L, E]`` (predicted) embeddings along imagined trajectories; detached here.
+            sequence_ids: ``[N]`` int, the replay sequence each trajectory starts in; None = every trajectory
+                its own sequence. No negatives when all ids are equal.
             generator: torch RNG for the pair sampling (on the embeddings' device).
 
         Returns:
-            ``(loss, metrics)`` with detached ``loss/distance``, ``distance/positive``, ``distance/negative``.
+            ``(loss, metrics)`` with detached ``loss/distance``, ``distance/positive``, ``distance/negative``
+            (the two MSE terms) and ``distance/positive_mean``, ``distance/negative_mean`` (mean predictions).
         """
         if embeds.dim() != 3 or embeds.shape[1] < 2 or embeds.shape[-1] != self.embed_dim:
-            raise ValueError(f"embeds must be [N, H+1 >= 2, {self.embed_dim}], got {list(embeds.shape)}.")
+            raise ValueError(f"embeds must be [N, L >= 2, {self.embed_dim}], got {list(embeds.shape)}.")
         embeds = embeds.detach()
-        n, h1, _ = embeds.shape
-        horizon, device = h1 - 1, embeds.device
-        cur, goal = torch.triu_indices(h1, h1, device=device)  # all i <= j within one trajectory
-        pick = torch.randint(cur.numel(), (self.positives,), generator=generator, device=device)
-        traj = torch.randint(n, (self.positives,), generator=generator, device=device)
-        i, j = cur[pick], goal[pick]
-        pred = self.distance(embeds[traj, i], embeds[traj, j])[:, 0]  # [P]
-        label = (j - i).to(pred) / horizon
-        pos_loss = ((pred - label) ** 2).mean()
-        loss, metrics = pos_loss, {"distance/positive": pos_loss.detach()}
-        if self.negatives > 0 and n > 1:
-            m = self.negatives
-            a = torch.randint(n, (m,), generator=generator, device=device)
-            other = (a + torch.randint(1, n, (m,), generator=generator, device=device)) % n  # != a
-            ta = torch.randint(h1, (m,), generator=generator, device=device)
-            tb = torch.randint(h1, (m,), generator=generator, device=device)
-            neg = self.distance(embeds[a, ta], embeds[other, tb])[:, 0]
-            neg_loss = ((neg - 1.0) ** 2).mean()
+        n, length, _ = embeds.shape
+        device = embeds.device
+        pairs = distance_pairs(n, length, self.positives, self.negatives, sequence_ids, generator, device)
+        cur, goal = embeds[pairs.cur_traj, pairs.cur_step], embeds[pairs.goal_traj, pairs.goal_step]  # [P+m,E]
+        label = pairs.label.to(embeds)
+        pred = self.distance(cur, goal, batch_stats=True)[:, 0]  # [P+m]: one BatchNorm batch
+        has_negatives = pred.shape[0] > self.positives
+        pos = pred[: self.positives]
+        pos_loss = ((pos - label[: self.positives]) ** 2).mean()
+        loss = pos_loss
+        metrics = {"distance/positive": pos_loss.detach(), "distance/positive_mean": pos.detach().mean()}
+        if has_negatives:
+            neg = pred[self.positives :]
+            neg_loss = ((neg - label[self.positives :]) ** 2).mean()
             loss = loss + neg_loss
             metrics["distance/negative"] = neg_loss.detach()
+            metrics["distance/negative_mean"] = neg.detach().mean()
         metrics["loss/distance"] = loss.detach()
         return loss, TensorDict(metrics, batch_size=[])
+
+
+class DistancePairs(NamedTuple):
+    """Training pairs of the temporal distance: state ``(cur_traj, cur_step)``, goal ``(goal_traj, goal_step)``
+    and its label, positives first then negatives. All ``[P + m]``."""
+
+    cur_traj: Tensor
+    cur_step: Tensor
+    goal_traj: Tensor
+    goal_step: Tensor
+    label: Tensor
+
+
+def distance_pairs(
+    trajectories: int,
+    length: int,
+    positives: int,
+    negatives: int,
+    sequence_ids: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> DistancePairs:
+    """LEXA's temporal-distance pairs (``get_future_goal_idxs`` + ``get_future_goal_idxs_neg_sampling``).
+
+    Positives: uniform over all (n, i, j) with i <= j < L, label ``(j - i) / L`` (``dd_norm_reg_label``,
+    ``dd_seq_len`` = L = ``imag_horizon``). Negatives: state (n, i) and goal (n', j) with uniform i, j and n'
+    a trajectory of another replay sequence (``sequence_ids[n'] != sequence_ids[n]``; LEXA:
+    ``j // batch_length != cur // batch_length``), label ``L / L = 1``. No negatives if every id is equal.
+
+    Args:
+        trajectories: N; length: L states per trajectory; positives: P; negatives: m.
+        sequence_ids: ``[N]`` replay sequence of each trajectory (None = each trajectory its own).
+    """
+    ids = torch.arange(trajectories, device=device) if sequence_ids is None else sequence_ids.to(device)
+    if ids.shape != (trajectories,):
+        raise ValueError(f"sequence_ids must have shape [{trajectories}], got {list(ids.shape)}.")
+    cur_idx, goal_idx = torch.triu_indices(length, length, device=device)  # all i <= j within one trajectory
+    pick = torch.randint(cur_idx.numel(), (positives,), generator=generator, device=device)
+    traj = torch.randint(trajectories, (positives,), generator=generator, device=device)
+    i, j = cur_idx[pick], goal_idx[pick]
+    parts = [(traj, i, traj, j, (j - i).float() / length)]
+    other = ids[None, :] != ids[:, None]  # [N,N] trajectory pairs from different sequences
+    if negatives > 0 and bool(other.any()):
+        a = torch.multinomial(other.any(1).float(), negatives, replacement=True, generator=generator)  # [m]
+        b = torch.multinomial(other[a].float(), 1, generator=generator)[:, 0]  # [m], another sequence
+        ta = torch.randint(length, (negatives,), generator=generator, device=device)
+        tb = torch.randint(length, (negatives,), generator=generator, device=device)
+        parts.append((a, ta, b, tb, torch.ones(negatives, device=device)))
+    return DistancePairs(*(torch.cat(column) for column in zip(*parts)))
 
 
 def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -287,4 +387,6 @@ def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> T
     return flat[torch.randperm(flat.shape[0], generator=generator, device=flat.device)]
 
 
-__all__ = ["DisagreementEnsemble", "TemporalDistance", "shuffled_goals"]
+__all__ = [
+    "DisagreementEnsemble", "DistanceNet", "DistancePairs", "TemporalDistance", "distance_pairs", "shuffled_goals"
+]

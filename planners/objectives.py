@@ -242,40 +242,70 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
     """LEXA ``lexa_cosine`` toward goals given as encoder embeddings: ``r_t = cos(feat_t, feat_g)``.
 
     ``set_goal(e_g [B, E])`` maps the embeddings to goal features ``feat_g = model.features_from_embed(e_g)``
-    (LEXA ``get_init_feat_embed``: the posterior of the goal image from the initial state), so the
-    achiever's goal input stays the embedding (LEXA ``gc_input: embed``) for both achiever rewards;
-    then it scores as ``GoalDistanceObjective(metric="cosine")`` (torch's eps 1e-8 clamps each norm
-    where LEXA adds 1e-8 to their product).
+    (LEXA ``get_init_feat_embed``: the posterior of the goal image from the initial state, its *mean* by
+    default as in LEXA, ``sample=False``), so the achiever's goal input stays the embedding (LEXA
+    ``gc_input: embed``) for both achiever rewards; then it scores as ``GoalDistanceObjective(metric="cosine")``
+    (torch's eps 1e-8 clamps each norm where LEXA adds 1e-8 to their product).
+
+    The goal's ``deter`` is one GRU step from the zero state with a zero action, the same vector for every
+    goal (100 of 120 feature dims in the CPU configs, 200 of 250 in LEXA's), so it pulls every cosine
+    toward the same value; ``part="stoch"`` compares only the stochastic part (the last S feature dims,
+    features being ``cat(deter, stoch)``).
 
     Args:
         model: a world model with ``has_embedding``; refused at construction otherwise.
         steps, k: as :class:`GoalDistanceObjective`.
+        sample_goal: goal features from a posterior sample (True) or its mean (False, LEXA).
+        part: ``"full"`` (LEXA) or ``"stoch"``.
 
     Raises:
-        CapabilityError: the model declares no embedding.
+        CapabilityError: the model declares no embedding (or, for ``part="stoch"``, no ``keys.STOCH`` state).
 
     Example:
         >>> achiever = ImaginationActorCritic(model, cfg, reward=EmbeddingCosineObjective(model), goal_dim=model.embed_dim)
     """
 
-    def __init__(self, model: WorldModel, steps: Steps = "final", k: int = 3):
+    def __init__(
+        self,
+        model: WorldModel,
+        steps: Steps = "final",
+        k: int = 3,
+        sample_goal: bool = False,
+        part: Literal["full", "stoch"] = "full",
+    ):
         if not model.has_embedding:
             raise CapabilityError(
                 f"{type(model).__name__} has no image embedding (has_embedding=False); "
                 "EmbeddingCosineObjective needs goals as encoder embeddings."
             )
+        if part not in ("full", "stoch"):
+            raise ValueError(f"part must be 'full' or 'stoch', got {part!r}.")
         super().__init__(model, metric="cosine", steps=steps, k=k)
         self.goal_dim = model.embed_dim
+        self.sample_goal, self.part = sample_goal, part
+        self.compared = model.feature_dim
+        if part == "stoch":
+            state = model.initial_state(1)
+            if keys.STOCH not in state.keys():
+                raise CapabilityError(f"{type(model).__name__}'s state has no {keys.STOCH!r} part to compare.")
+            self.compared = state[keys.STOCH][0].numel()  # S: the last S dims of cat(deter, stoch)
 
     @torch.no_grad()
     def set_goal(self, goal: Tensor) -> None:
         """Set the goals from encoder embeddings. Shapes: [B, E] (or [E]); stored as features [B, F]."""
-        self.goal = self.model.features_from_embed(self.checked_goal(goal).to(self.model.device))
+        embed = self.checked_goal(goal).to(self.model.device)
+        self.goal = self.model.features_from_embed(embed, sample=self.sample_goal)
 
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:
         """Set the goal from goal images via ``model.embed``. Shapes: uint8 [B,C,H,W]."""
         self.set_goal(self.model.embed(pixels.to(self.model.device)))
+
+    def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
+        """cos(feat_h[-S':], feat_g[-S':]) with S' = F (``full``) or S (``stoch``). Shapes: [N,H] -> [N,H]."""
+        feats = model.features(imagined)[..., -self.compared :]  # [N,H,S']
+        goal = self.goal_for(feats.shape[0]).to(feats)[:, None, -self.compared :]  # [N,1,S']
+        return torch.nn.functional.cosine_similarity(feats, goal, dim=-1, eps=1e-8)
 
 
 class DisagreementObjective(Objective, nn.Module):
@@ -325,7 +355,7 @@ class TemporalDistanceObjective(GoalObjective, nn.Module):
         self.temporal = temporal
 
     def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
-        """Shapes: imagined [N, H] -> [N, H], in [-1, 0]."""
+        """Shapes: imagined [N, H] -> [N, H] (about -1 .. 0: D regresses onto steps / L, 1 for negatives)."""
         features = model.features(imagined)  # [N,H,F]
         goal = self.goal_for(features.shape[0]).to(features)[:, None]  # [N,1,E]
         return self.temporal.reward(features, goal)[..., 0]

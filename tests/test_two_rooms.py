@@ -257,7 +257,7 @@ def test_make_render_fn_renders_states_as_the_env_does():
 
 
 def test_wilson_interval_known_values():
-    from worldmodels.evaluation.two_rooms import wilson_interval
+    from worldmodels.evaluation.stats import wilson_interval
 
     low, high = wilson_interval(86, 100)  # PLDM's 0.86 on 100 episodes
     assert low == pytest.approx(0.7786, abs=1e-3) and high == pytest.approx(0.9147, abs=1e-3)

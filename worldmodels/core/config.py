@@ -459,9 +459,28 @@ class LexaConfig:
     temporal_pairs: int = 256
     """positive pairs per temporal-distance loss (LEXA dd_num_positives: 256)"""
     negative_fraction: float = 0.1
-    """negatives = int(fraction * pairs) = 25, goal from another trajectory, label 1 (LEXA dd_neg_sampling_factor: 0.1)"""
+    """negatives = int(fraction * pairs) = 25, goal from another replay sequence, label 1 (LEXA dd_neg_sampling_factor: 0.1)"""
     distance_lr: float = 8e-5
     """temporal-distance Adam learning rate (LEXA: value_lr 8e-5)"""
+    distance_output: Literal["linear", "sigmoid"] = "linear"
+    """output of D: linear regression onto the normalised steps (LEXA GC_Distance) or a sigmoid in [0, 1]
+    (this toolkit before issue 16; kept to compare and to load runs trained with it: add
+    ``distance_output: sigmoid`` and ``distance_batchnorm: false`` to such a run's config.yaml)"""
+    distance_batchnorm: bool = True
+    """BatchNorm after every hidden layer of D (LEXA GC_Distance: Dense -> act -> BatchNormalization)"""
+    distance_negatives: Literal["sequence", "trajectory"] = "sequence"
+    """negative pairs take their goal from an imagined rollout that starts in another *replay sequence*
+    (LEXA tools.get_future_goal_idxs_neg_sampling) or merely another rollout (before issue 16: neighbouring
+    starts of the same sequence are a few steps apart, so such 'negatives' can be near positives)"""
+    distance_starts: int = 0
+    """imagined rollouts D is trained on per update: 0 = one from every replay start state (LEXA), > 0 = a
+    random subset of that size (64 before issue 16; cheaper on a CPU)"""
+    goal_features: Literal["mean", "sample"] = "mean"
+    """cosine goal features feat_g from the posterior mean (LEXA get_init_feat_embed(sample=False)) or a
+    posterior sample (before issue 16)"""
+    cosine_part: Literal["full", "stoch"] = "full"
+    """features compared by the cosine reward: all of cat(deter, stoch) (LEXA) or the stochastic part only
+    (the goal's deter is one GRU step from the zero state and the same for every goal; issue 16)"""
     ensemble_lr: float = 3e-4
     """ensemble Adam learning rate (LEXA exploration.py: the 'ensemble' optimiser uses model_lr 3e-4, grad_clip 100)"""
     explorer_every: int = 2
@@ -485,6 +504,14 @@ class LexaConfig:
         _check(self.goal_eval_every >= 0, "lexa.goal_eval_every", self.goal_eval_every, ">= 0")
         allowed = ("temporal", "cosine")
         _check(self.achiever_reward in allowed, "lexa.achiever_reward", self.achiever_reward, "'temporal' or 'cosine'")
+        _check(self.distance_starts >= 0, "lexa.distance_starts", self.distance_starts, ">= 0")
+        for name, value, allowed in [
+            ("distance_output", self.distance_output, ("linear", "sigmoid")),
+            ("distance_negatives", self.distance_negatives, ("sequence", "trajectory")),
+            ("goal_features", self.goal_features, ("mean", "sample")),
+            ("cosine_part", self.cosine_part, ("full", "stoch")),
+        ]:
+            _check(value in allowed, f"lexa.{name}", value, " or ".join(repr(a) for a in allowed))
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def run_goal_set(cfg, task_set: str, agent_for, episodes: int = 1, video_dir=Non
     on success). True-state distances to the goal: ``initial_distance`` at reset, ``min_distance``
     the closest approach, ``final_distance`` at the last step; ``moved_closer_rate`` is the fraction
     of episodes that end closer than they started. With ``video_dir``, one video per goal shows the
-    observation beside the goal image.
+    observation beside the goal image. Each ``per_goal`` entry also keeps its episodes' values
+    (``"episodes": {measure: [value per episode]}``, booleans as 0.0 / 1.0) for intervals and checks.
     """
     check_goal_set(cfg, task_set)
     names = goal_names(task_set)
@@ -85,7 +86,8 @@ def run_goal_set(cfg, task_set: str, agent_for, episodes: int = 1, video_dir=Non
                 frames = side_by_side(episode_frames(rollout), goal_pixels)
                 write_video(frames, Path(video_dir) / f"goal_{index:02d}_{names[index]}.mp4", fps=20)
         env.close()
-        per_goal.append({"goal": index, "name": names[index], **{k: float(np.mean(v)) for k, v in stats.items()}})
+        per_goal.append({"goal": index, "name": names[index], **{k: float(np.mean(v)) for k, v in stats.items()},
+                         "episodes": {k: [float(x) for x in v] for k, v in stats.items()}})  # fmt: skip
     overall = {k: float(np.mean([g[k] for g in per_goal])) for k in EPISODE_STATS}
     return {"task_set": task_set, "episodes_per_goal": episodes, **overall, "per_goal": per_goal}
 

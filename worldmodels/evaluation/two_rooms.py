@@ -12,7 +12,7 @@ All N episodes run as one batch: the planner plans for ``[N]`` states at once an
 advance with ``envs.two_rooms.move`` -- the exact transition ``TwoRoomsEnv`` uses -- so results
 equal N sequential ``TwoRoomsEnv(seed=42)`` episodes (pairs are drawn one per reset, as it does).
 
-Protocol pieces: :func:`wilson_interval` (95 % interval of a success rate), :func:`detour_ratio`
+Protocol pieces: :func:`~worldmodels.evaluation.stats.wilson_interval` (95 % interval of a success rate), :func:`detour_ratio`
 and :func:`difficulty_of` (shortest path through the door over the straight-line distance; bins
 ``direct`` < 1.1 <= ``bend`` < 1.5 <= ``detour``, about 24 / 37 / 39 % of the paper's pairs),
 :func:`sample_same_room_pairs` (the paper's pairs are always cross-room), and the random floor with
@@ -31,6 +31,7 @@ from envs.two_rooms import is_success, layout_for, move, render_positions, room_
 from planners.builder import goal_planning_agent
 from worldmodels.core import keys
 from worldmodels.core.interface import WorldModel
+from worldmodels.evaluation.stats import wilson_interval
 
 
 def sample_pairs(episodes: int, seed: int = 42, image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -45,19 +46,6 @@ def sample_pairs(episodes: int, seed: int = 42, image_size: int = 64) -> tuple[n
 
 DIFFICULTY_BINS = (("direct", 1.0, 1.1), ("bend", 1.1, 1.5), ("detour", 1.5, float("inf")))
 """Difficulty by :func:`detour_ratio` r: ``(name, low, high)`` with low <= r < high."""
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % for the default z).
-
-    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), p = successes / n; (0, 1) when n = 0.
-    """
-    if n == 0:
-        return 0.0, 1.0
-    p, z2 = successes / n, z * z
-    centre = p + z2 / (2 * n)
-    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return float(max(0.0, (centre - half) / (1 + z2 / n))), float(min(1.0, (centre + half) / (1 + z2 / n)))
 
 
 def detour_ratio(start: np.ndarray, goal: np.ndarray, image_size: int = 64, door_points: int = 81) -> np.ndarray:

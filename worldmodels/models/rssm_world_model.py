@@ -68,13 +68,14 @@ class RSSMWorldModel(WorldModel):
         check_shapes("pixels", pixels, [*lead, *self.image_shape], torch.uint8)
         return self._embed(pixels.reshape(-1, 1, *self.image_shape))[1].reshape(*lead, -1)
 
-    def features_from_embed(self, embed: Tensor) -> Tensor:
+    def features_from_embed(self, embed: Tensor, sample: bool = True) -> Tensor:
         """Features of the posterior from the initial state, a zero action and image embeddings ``[N, E]``
-        (LEXA ``get_init_feat_embed``). Shapes: ``[N, E]`` -> ``[N, F]``."""
+        (LEXA ``get_init_feat_embed``); ``sample=False`` takes the posterior mean / mode instead of a
+        sample, as LEXA's achiever does (``sample=False`` is its default). Shapes: ``[N, E]`` -> ``[N, F]``."""
         n = embed.shape[0]
         zeros = torch.zeros(n, 1, self.action_dim, device=embed.device, dtype=embed.dtype)
         first = torch.ones(n, 1, 1, dtype=torch.bool, device=embed.device)
-        return self.features(self.rssm.observe(embed[:, None], zeros, first))[:, 0]
+        return self.features(self.rssm.observe(embed[:, None], zeros, first, sample=sample))[:, 0]
 
     def embed_goal(self, pixels: Tensor) -> Tensor:
         """Features of the posterior of the goal image from the initial state (LEXA's goal embedding)."""
