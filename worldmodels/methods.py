@@ -32,7 +32,7 @@ from worldmodels.models.planet import PlaNet
 from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
 from worldmodels.training.budget import extend_budget
-from worldmodels.training.online import OnlineRun, evaluate_returns, final_returns, train_online
+from worldmodels.training.online import OnlineRun, env_observation_sizes, evaluate_returns, final_returns, train_online
 from worldmodels.training.run_dir import (
     load_weights,
     open_for_writing,
@@ -94,7 +94,8 @@ class Method:
 
     name: str
     model_class: type
-    """world model, built as ``model_class(cfg.model, action_dim=A, image_shape=(C, H, W))``"""
+    """world model, built as ``model_class(cfg.model, action_dim=A, image_shape=(C, H, W))`` (+ ``observation``,
+    ``proprio_dim`` for a model that reads the observation vector, :meth:`make_model`)"""
     behaviour: Callable[[RunConfig, WorldModel], object] | None = None
     """behaviour learner updated after every model update (``update(loss_output) -> metrics``,
     ``policy(sample)``); None = the agent plans with ``cfg.planner`` on predicted reward"""
@@ -119,8 +120,15 @@ class Method:
     """the evaluation when the budget ends an online run (returns a dict with a one-line ``summary``)"""
 
     # -- what the online loop asks (training.online.MethodParts)
-    def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
-        return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape)
+    def make_model(
+        self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int], proprio_dim: int = 0
+    ) -> WorldModel:
+        """The world model; ``proprio_dim`` P (the env's ``keys.PROPRIO`` size) is passed with
+        ``cfg.env.observation`` when the model observes the vector (``proprio`` or ``both``)."""
+        if cfg.env.observation == "pixels":
+            return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape)
+        return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape,
+                                observation=cfg.env.observation, proprio_dim=proprio_dim)  # fmt: skip
 
     def make_behaviour(self, cfg: RunConfig, model: WorldModel):
         return None if self.behaviour is None else self.behaviour(cfg, model)
@@ -216,8 +224,7 @@ def load_trained(run_dir: str | Path, device: str | None = None) -> TrainedRun:
     method = method_of(cfg)
     target = resolve_device(device or cfg.device)
     env = make_env(cfg.env, seed=cfg.seed + 10_000)
-    model = method.make_model(cfg, env.action_spec.shape[-1], tuple(env.observation_spec[keys.PIXELS].shape[-3:]))
-    model = model.to(target)
+    model = method.make_model(cfg, env.action_spec.shape[-1], *env_observation_sizes(env)).to(target)
     behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:
         behaviour.to(target)
