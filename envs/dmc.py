@@ -193,7 +193,9 @@ class DMCEnv(EnvBase):
 
     Observation keys (``worldmodels/core/keys.py``): ``pixels`` uint8 ``[3, H, W]``; ``state`` float32
     ``[S]`` = ``physics.get_state()`` (qpos, qvel, act: restoring it reproduces the scene);
-    ``proprio`` float32 ``[P]`` (the DMC observation dict flattened, only if ``proprio=True``);
+    ``proprio`` float32 ``[P]`` (only if ``proprio=True``: the DMC observation dict, each entry flattened
+    and concatenated in the order of ``observation_spec()``, kept in ``proprio_keys``; scalars such as
+    walker's ``height`` count as one entry, which DreamerV2 skips);
     ``is_first`` / ``is_last`` / ``is_terminal`` bool ``[1]``. Reward float32 ``[1]`` = the sum
     of the ``action_repeat`` inner rewards. ``terminated`` only when dm_control ends the episode
     with discount 0; ``truncated`` at ``episode_length`` env steps.
@@ -275,7 +277,9 @@ class DMCEnv(EnvBase):
             keys.IS_TERMINAL: flag.clone(),
         }
         if self.proprio:
-            proprio_dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+            spec = self._env.observation_spec()
+            self.proprio_keys = tuple(spec)  # the task's own order, fixed for the env's lifetime
+            proprio_dim = sum(int(np.prod(spec[k].shape)) for k in self.proprio_keys)
             obs[keys.PROPRIO] = Unbounded(shape=(proprio_dim,), dtype=torch.float32, device=self.device)
         self.observation_spec = Composite(obs, device=self.device)
         self.action_spec = Bounded(low=-1.0, high=1.0, shape=(action_dim,), dtype=torch.float32, device=self.device)
@@ -351,7 +355,8 @@ class DMCEnv(EnvBase):
             keys.IS_TERMINAL: self._flag(is_terminal),
         }
         if self.proprio:
-            flat = np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in timestep.observation.values()])
+            observation = timestep.observation  # [P] = each entry of proprio_keys flattened, in that order
+            flat = np.concatenate([np.asarray(observation[k], dtype=np.float32).reshape(-1) for k in self.proprio_keys])
             out[keys.PROPRIO] = torch.from_numpy(flat).to(self.device)
         return out
 
