@@ -50,6 +50,7 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
             seed=seed,
             fast_render=cfg.fast_render,
             proprio=cfg.observation != "pixels",
+            pixels=cfg.renders(),
             device=device,
         )
     if cfg.suite == "two_rooms":

@@ -214,6 +214,8 @@ class DMCEnv(EnvBase):
             from the standard observation (see ``PixelRenderer``).
         proprio: also return the flattened DMC observation under ``proprio``.
         device: device of the returned tensors.
+        pixels: render ``pixels`` every step (default). False (with ``proprio``) skips rendering, most of
+            an env step's cost on software GL; :meth:`render` still draws on demand.
     """
 
     def __init__(
@@ -228,6 +230,7 @@ class DMCEnv(EnvBase):
         fast_render: bool = False,
         proprio: bool = False,
         device: str | torch.device = "cpu",
+        pixels: bool = True,
     ):
         super().__init__(device=device, batch_size=torch.Size([]))
         check_task(domain, task)
@@ -244,6 +247,9 @@ class DMCEnv(EnvBase):
         self.episode_length = int(episode_length)
         self.fast_render = bool(fast_render)
         self.proprio = bool(proprio)
+        self.pixels = bool(pixels)
+        if not (self.pixels or self.proprio):
+            raise ValueError("DMCEnv needs an observation: pixels=True, proprio=True or both.")
         # The time limit is ours (counted in env steps), so dm_control's is switched off.
         self._env = suite.load(
             self.domain, task, task_kwargs={"random": seed, "time_limit": float("inf")}
@@ -268,14 +274,14 @@ class DMCEnv(EnvBase):
         flag = Categorical(n=2, shape=(1,), dtype=torch.bool, device=self.device)
         state_dim = self._env.physics.get_state().shape[0]
         obs = {
-            keys.PIXELS: Bounded(
-                low=0, high=255, shape=(3, self.image_size, self.image_size), dtype=torch.uint8, device=self.device
-            ),
+            keys.PIXELS: Bounded(low=0, high=255, shape=self.image_shape, dtype=torch.uint8, device=self.device),
             keys.STATE: Unbounded(shape=(state_dim,), dtype=torch.float32, device=self.device),
             keys.IS_FIRST: flag.clone(),
             keys.IS_LAST: flag.clone(),
             keys.IS_TERMINAL: flag.clone(),
         }
+        if not self.pixels:
+            del obs[keys.PIXELS]
         if self.proprio:
             spec = self._env.observation_spec()
             self.proprio_keys = tuple(spec)  # the task's own order, fixed for the env's lifetime
@@ -294,6 +300,11 @@ class DMCEnv(EnvBase):
     def physics(self):
         """The dm_control ``Physics`` of this env (for goal tasks and probes)."""
         return self._env.physics
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(3, H, W)`` of :meth:`render` (and of ``pixels`` when the env emits them)."""
+        return (3, self.image_size, self.image_size)
 
     @property
     def control_timestep(self) -> float:
@@ -348,12 +359,13 @@ class DMCEnv(EnvBase):
 
     def _observation(self, timestep, is_first: bool, is_last: bool, is_terminal: bool) -> dict:
         out = {
-            keys.PIXELS: self.render(),  # [3,H,W]
             keys.STATE: torch.as_tensor(self.physics.get_state(), dtype=torch.float32, device=self.device),  # [S]
             keys.IS_FIRST: self._flag(is_first),
             keys.IS_LAST: self._flag(is_last),
             keys.IS_TERMINAL: self._flag(is_terminal),
         }
+        if self.pixels:
+            out[keys.PIXELS] = self.render()  # [3,H,W]
         if self.proprio:
             observation = timestep.observation  # [P] = each entry of proprio_keys flattened, in that order
             flat = np.concatenate([np.asarray(observation[k], dtype=np.float32).reshape(-1) for k in self.proprio_keys])

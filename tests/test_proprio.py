@@ -214,3 +214,21 @@ def test_tiny_state_based_dreamerv2_trains_and_reloads(tmp_path):
     trained = load_trained(run_dir, device="cpu")
     assert trained.model.observation_keys == (keys.PROPRIO,) and trained.model.proprio_dim == P
     trained.env.close()
+
+
+def test_proprio_env_renders_only_when_asked():
+    cfg = EnvConfig(domain="cartpole", task="balance", episode_length=8, observation="proprio")
+    assert not cfg.renders() and EnvConfig(observation="both").renders()
+    env = make_env(cfg, seed=0)
+    td = env.reset()
+    assert keys.PIXELS not in td.keys() and keys.PROPRIO in td.keys()
+    assert env.render().shape == (3, 64, 64)  # still drawn on demand
+    env.close()
+    env = make_env(EnvConfig(domain="cartpole", task="balance", episode_length=8, observation="proprio", render=True))
+    assert env.reset()[keys.PIXELS].shape == (3, 64, 64)
+    env.close()
+    with pytest.raises(ConfigError, match="env.render"):
+        load_config(None, ["env.observation=both", "env.render=false"])
+    with pytest.raises(ConfigError, match="log.video_every"):
+        load_config(None, ["env.observation=proprio", "log.video_every=1"])
+    load_config(None, ["env.observation=proprio", "env.render=true", "log.video_every=1"])

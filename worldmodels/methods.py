@@ -12,6 +12,7 @@ Adding a method: its model (``worldmodels/models/``), its model config (``core/c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -216,14 +217,16 @@ class TrainedRun:
     behaviour: object | None
 
 
-def load_trained(run_dir: str | Path, device: str | None = None) -> TrainedRun:
+def load_trained(run_dir: str | Path, device: str | None = None, render: bool = False) -> TrainedRun:
     """A run's config, a fresh env, and its model and behaviour with the weights of ``checkpoints/latest.pt``
-    (``previous.pt``, with a warning, when latest.pt is unreadable)."""
+    (``previous.pt``, with a warning, when latest.pt is unreadable). ``render``: the env renders pixels
+    even where the run's did not (``env.observation: proprio``; for videos)."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     method = method_of(cfg)
     target = resolve_device(device or cfg.device)
-    env = make_env(cfg.env, seed=cfg.seed + 10_000)
+    env_cfg = dataclasses.replace(cfg.env, render=True) if render and not cfg.env.renders() else cfg.env
+    env = make_env(env_cfg, seed=cfg.seed + 10_000)
     model = method.make_model(cfg, env.action_spec.shape[-1], *env_observation_sizes(env)).to(target)
     behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:

@@ -99,7 +99,10 @@ class EnvConfig:
     observation: Literal["pixels", "proprio", "both"] = "pixels"
     """what the world model observes: pixels (PlaNet, DreamerV2 dmc_vision), proprio = the DMC observation
     vector ``keys.PROPRIO`` (DreamerV2 dmc_proprio), or both (conv + MLP embeddings concatenated, as
-    DreamerV2's encoder); the env renders pixels in every case (videos, probes)"""
+    DreamerV2's encoder)"""
+    render: Optional[bool] = None
+    """render pixels every step; None = only when the model observes them (observation pixels or both).
+    A proprio run renders nothing unless this is true (needed for eval videos, open-loop and probe views)"""
 
     def __post_init__(self):
         if self.observation != "pixels":
@@ -107,10 +110,16 @@ class EnvConfig:
                    "pixels for env.suite two_rooms (its observation vector is DMC's only)")  # fmt: skip
             _check(self.goal_set is None, "env.observation", self.observation,
                    "pixels with a goal_set (goal images are pixels; a proprio model cannot embed them)")  # fmt: skip
+        _check(self.renders() or self.observation == "proprio", "env.render", self.render,
+               "true or null when env.observation is pixels or both (the model reads them)")  # fmt: skip
         _check(self.image_size >= 16, "env.image_size", self.image_size, "an integer >= 16")
         _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
         _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
         _check(self.two_rooms_channels in (2, 3), "env.two_rooms_channels", self.two_rooms_channels, "2 or 3")
+
+    def renders(self) -> bool:
+        """Whether the env emits ``pixels``: :attr:`render`, or by default whether the model observes them."""
+        return self.observation != "proprio" if self.render is None else self.render
 
     def episode_rows(self) -> int | None:
         """Rows (observations) of one whole DMC episode, ``ceil(episode_length / action_repeat) + 1``,
@@ -762,6 +771,9 @@ class RunConfig:
             _check(self.method in PROPRIO_METHODS, "env.observation", self.env.observation,
                    f"pixels for method {self.method} (the observation vector is read by {', '.join(PROPRIO_METHODS)}; "
                    "LEXA's goals and PLDM's encoder are images)")  # fmt: skip
+        if not self.env.renders():
+            for key, value in (("log.video_every", self.log.video_every), ("log.openloop_every", self.log.openloop_every)):
+                _check(value == 0, key, value, "0 when the env renders no pixels (set env.render: true for videos)")
         rule = self.model.image_size_rule(self.env.image_size)
         _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")
         self._check_episode_rows()

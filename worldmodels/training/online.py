@@ -85,10 +85,12 @@ class OnlineRun:
 
 
 def env_observation_sizes(env) -> tuple[tuple[int, int, int], int]:
-    """``(image_shape (C, H, W), proprio_dim P)`` from an env's observation spec (P = 0 without ``keys.PROPRIO``)."""
+    """``(image_shape (C, H, W), proprio_dim P)`` from an env's observation spec (P = 0 without ``keys.PROPRIO``;
+    a DMC env that renders no pixels gives its ``image_shape``, what its ``render()`` would draw)."""
     spec = env.observation_spec
     proprio = int(spec[keys.PROPRIO].shape[-1]) if keys.PROPRIO in spec.keys() else 0
-    return tuple(spec[keys.PIXELS].shape[-3:]), proprio
+    image_shape = spec[keys.PIXELS].shape[-3:] if keys.PIXELS in spec.keys() else env.image_shape
+    return tuple(image_shape), proprio
 
 
 def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts) -> OnlineRun:
