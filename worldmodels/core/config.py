@@ -191,9 +191,10 @@ class PlaNetConfig:
     PlaNet has no vector model: ours, sized like its reward head (3)"""
     proprio_units: int = 300
     """units of the observation-vector MLP encoder/decoder (ours, like PlaNet's reward head: 300)"""
-    init: Literal["torch", "reference"] = "torch"
+    init: Literal["torch", "reference"] = "reference"
     """parameter initialisation: reference = the TF code's (Glorot-uniform kernels, zero biases, GRU gate
-    bias 1 as TF1's GRUBlockCell; worldmodels.models.init) or PyTorch's defaults"""
+    bias 1 as TF1's GRUBlockCell; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py:
+    reference reaches a 16 % lower loss after 40 updates)"""
 
     def image_size_rule(self, size: int) -> str | None:
         """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
@@ -258,9 +259,10 @@ class DreamerConfig:
     """units of the observation-vector MLP encoder/decoder (DreamerV2 mlp_layers: 400)"""
     proprio_scale: float = 1.0
     """observation-vector log-likelihood scale (DreamerV2 loss_scales.proprio: 1.0)"""
-    init: Literal["torch", "reference"] = "torch"
+    init: Literal["torch", "reference"] = "reference"
     """parameter initialisation: reference = the TF/Keras code's (Glorot-uniform kernels incl. the GRU's
-    Dense, zero biases; worldmodels.models.init) or PyTorch's defaults"""
+    Dense, zero biases; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py: reference
+    reaches a 13 % (pixels) / 19 % (proprio) lower loss after 40 updates)"""
 
     def image_size_rule(self, size: int) -> str | None:
         """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
