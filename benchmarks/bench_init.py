@@ -45,7 +45,7 @@ CONFIGS = {PlaNet: PlaNetConfig, DreamerV2: DreamerConfig}
 
 
 def collect_batches(episodes: int, batch: int, length: int, seed: int = 0):
-    """``(train, held_out)`` ``[B, T]`` windows from random-action cartpole-swingup episodes (64x64, action repeat 8)."""
+    """``(train, held_out)`` ``[B, T]`` windows of random-action cartpole-swingup episodes (64x64, repeat 8)."""
     env = DMCEnv("cartpole", "swingup", image_size=64, action_repeat=8, episode_length=8 * (length + 8), seed=seed,
                  proprio=True)  # fmt: skip
     torch.manual_seed(seed)

@@ -774,7 +774,8 @@ class RunConfig:
                    f"pixels for method {self.method} (the observation vector is read by {', '.join(PROPRIO_METHODS)}; "
                    "LEXA's goals and PLDM's encoder are images)")  # fmt: skip
         if not self.env.renders():
-            for key, value in (("log.video_every", self.log.video_every), ("log.openloop_every", self.log.openloop_every)):
+            for key, value in [("log.video_every", self.log.video_every),
+                               ("log.openloop_every", self.log.openloop_every)]:  # fmt: skip
                 _check(value == 0, key, value, "0 when the env renders no pixels (set env.render: true for videos)")
         rule = self.model.image_size_rule(self.env.image_size)
         _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")

@@ -124,7 +124,9 @@ def as_observations(obs: Tensor | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
         return {keys.PIXELS: obs}
     if isinstance(obs, (TensorDict, Mapping)) or hasattr(obs, "keys"):
         return obs
-    raise TypeError(f"observations must be a TensorDict (or dict) of tensors or a pixel tensor, got {type(obs).__name__}.")
+    raise TypeError(
+        f"observations must be a TensorDict (or dict) of tensors or a pixel tensor, got {type(obs).__name__}."
+    )
 
 
 def observation_tensors(model: WorldModel, obs: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -134,7 +136,8 @@ def observation_tensors(model: WorldModel, obs: Tensor | Mapping[str, Tensor]) -
     missing = [k for k in model.observation_keys if k not in present]
     if missing:
         raise KeyError(
-            f"{type(model).__name__} observes {list(model.observation_keys)} but the observations hold {sorted(present)}; "
+            f"{type(model).__name__} observes {list(model.observation_keys)} but the observations hold "
+            f"{sorted(present)}; "
             f"missing {missing} (a PROPRIO model needs an env built with env.observation: proprio or both)."
         )
     return {k: obs[k] for k in model.observation_keys}

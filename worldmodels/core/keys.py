@@ -31,7 +31,9 @@ IS_FIRST = "is_first"  # bool [B,T,1]; row t starts an episode (model state rese
 IS_TERMINAL = "is_terminal"  # bool [B,T,1]; true end of the episode (not a time limit)
 IS_LAST = "is_last"  # bool [B,T,1]; last row of an episode (terminal or truncated)
 STATE = "state"  # float32 [B,T,S]; true simulator state (physics.get_state(): qpos, qvel, act), for success and probes
-PROPRIO = "proprio"  # float32 [B,T,P]; the DMC observation vector (its observation dict flattened in spec order): the model input of env.observation proprio/both (STATE stays the simulator state)
+# float32 [B,T,P]; the DMC observation vector (its observation dict flattened in spec order), the model
+# input of env.observation proprio / both (STATE stays the simulator state, for success measures)
+PROPRIO = "proprio"
 GOAL_PIXELS = "goal_pixels"  # uint8 [B,C,H,W] (or [B,T,C,H,W] inside goal-task rollouts)
 GOAL_STATE = "goal_state"  # float32 [B,S_goal]; true state of the goal, for success measures
 SUCCESS = "success"  # bool [B,T,1]; goal tasks: success measured from the true state

@@ -10,7 +10,8 @@ reward head and optional discount (continuation) head, MLPs 4 x 400. Sizes defau
 
 with unit-variance Gaussian image and reward likelihoods (summed over pixels; constants dropped, so
 ``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame; the observation vector, when observed, adds
-``proprio_scale * loss/proprio``, ``0.5 * sum (v - v_hat)^2`` per step: DreamerV2's ``dist: mse`` MLP head), a Bernoulli continuation ``c_t = 1 -
+``proprio_scale * loss/proprio``, ``0.5 * sum (v - v_hat)^2`` per step: DreamerV2's ``dist: mse`` MLP head),
+a Bernoulli continuation ``c_t = 1 -
 is_terminal_t``, KL balancing alpha = 0.8 and free nats after averaging (``free_avg``; methods.md
 section 3.1, :func:`worldmodels.models.distributions.kl_balanced`). Images are ``x / 255 - 0.5`` (DreamerV2
 ``preprocess``); :meth:`DreamerV2.decode` returns ``[0, 1]``.

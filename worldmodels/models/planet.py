@@ -9,7 +9,8 @@ Gaussian RSSM (deter 200, stoch 30, hidden 200, min std 0.1, ReLU), ``conv_ha`` 
 
 with unit-variance Gaussian likelihoods (summed over pixels; additive constants dropped, so
 ``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame; with ``env.observation`` proprio or both, the
-observation vector's ``loss/proprio = 0.5 * sum (v - v_hat)^2`` per step joins or replaces it). Images are quantised to ``image_bits``
+observation vector's ``loss/proprio = 0.5 * sum (v - v_hat)^2`` per step joins or replaces it).
+Images are quantised to ``image_bits``
 with uniform dequantisation noise (PlaNet ``tools/preprocess.py``, as in Glow, Kingma & Dhariwal
 2018, Sec. 5; see :func:`preprocess`). Latent overshooting (paper Eq. 7) is an option, see
 :meth:`PlaNet.overshooting_kl`.

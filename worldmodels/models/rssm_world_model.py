@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict
-from torch import Tensor, nn
+from torch import Tensor
 
 from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, Policy, WorldModel, check_shapes, observation_tensors
@@ -151,7 +152,8 @@ class RSSMWorldModel(WorldModel):
         out = {}
         if self.decoder is not None:
             recon = self.decoder(feats.reshape(b * t, -1))  # [B*T,C,H,W]
-            out["loss/image"] = 0.5 * torch.nn.functional.mse_loss(recon, targets[keys.PIXELS], reduction="sum") / (b * t)
+            image = F.mse_loss(recon, targets[keys.PIXELS], reduction="sum")  # fused, no temporaries
+            out["loss/image"] = 0.5 * image / (b * t)
         if self.proprio_decoder is not None:
             pred = self.proprio_decoder(feats)  # [B,T,P]
             out["loss/proprio"] = 0.5 * (pred - targets[keys.PROPRIO]).pow(2).sum(-1).mean()
@@ -198,7 +200,10 @@ class RSSMWorldModel(WorldModel):
         return self.encoder.output_dim
 
     def embed(self, pixels: Tensor) -> Tensor:
-        """Encoder embeddings of images (LEXA's e_g for goal images). Shapes: uint8 ``[..., C, H, W]`` -> ``[..., E]``."""
+        """Encoder embeddings of images (LEXA's e_g for goal images).
+
+        Shapes: uint8 ``[..., C, H, W]`` -> ``[..., E]``.
+        """
         if not self.has_embedding:
             return super().embed(pixels)
         lead = pixels.shape[:-3]
