@@ -232,3 +232,24 @@ def test_proprio_env_renders_only_when_asked():
     with pytest.raises(ConfigError, match="log.video_every"):
         load_config(None, ["env.observation=proprio", "log.video_every=1"])
     load_config(None, ["env.observation=proprio", "env.render=true", "log.video_every=1"])
+
+
+def test_symlog_option_encodes_and_reconstructs_in_symlog_space():
+    from dataclasses import replace
+
+    from worldmodels.models.rssm_world_model import symexp, symlog
+
+    x = torch.tensor([-100.0, -1.0, 0.0, 0.5, 1e3])
+    assert torch.allclose(symexp(symlog(x)), x, rtol=1e-5) and symlog(torch.tensor(1e3)) < 7.0
+    batch = fixed_batch()
+    batch[keys.PROPRIO] = batch[keys.PROPRIO] * 100.0  # large raw scale
+    losses = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = DreamerV2(replace(TINY[DreamerV2], proprio_symlog=flag), action_dim=A, observation="proprio",
+                          proprio_dim=P)  # fmt: skip
+        torch.manual_seed(0)
+        losses[flag] = model.loss(batch).metrics["loss/proprio"].item()
+        post = model.observe(batch, batch[keys.PREV_ACTION], batch[keys.IS_FIRST])
+        assert model.decode_proprio(post).shape == (4, 8, P)
+    assert losses[True] < 0.01 * losses[False]  # targets symlog(100 sin) ~ +-4.6 instead of +-100

@@ -191,6 +191,8 @@ class PlaNetConfig:
     PlaNet has no vector model: ours, sized like its reward head (3)"""
     proprio_units: int = 300
     """units of the observation-vector MLP encoder/decoder (ours, like PlaNet's reward head: 300)"""
+    proprio_symlog: bool = False
+    """symlog the observation vector into the encoder and as the decoder's target (DreamerV3; off = raw)"""
     init: Literal["torch", "reference"] = "reference"
     """parameter initialisation: reference = the TF code's (Glorot-uniform kernels, zero biases, GRU gate
     bias 1 as TF1's GRUBlockCell; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py:
@@ -259,6 +261,9 @@ class DreamerConfig:
     """units of the observation-vector MLP encoder/decoder (DreamerV2 mlp_layers: 400)"""
     proprio_scale: float = 1.0
     """observation-vector log-likelihood scale (DreamerV2 loss_scales.proprio: 1.0)"""
+    proprio_symlog: bool = False
+    """symlog the observation vector into the encoder and as the decoder's target (DreamerV3 enc symlog +
+    dec symlog_mse; DreamerV2: off)"""
     init: Literal["torch", "reference"] = "reference"
     """parameter initialisation: reference = the TF/Keras code's (Glorot-uniform kernels incl. the GRU's
     Dense, zero biases; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py: reference

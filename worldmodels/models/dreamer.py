@@ -62,7 +62,7 @@ class DreamerV2(RSSMWorldModel):
         action_dim: A.
         image_shape: ``(C, H, W)`` of the env's pixels; ``conv_ha`` needs ``H = W = 64``.
         observation: ``pixels`` (``dmc_vision``) | ``proprio`` (the DMC observation vector, ``dmc_proprio``:
-            MLP encoder/decoder 4 x 400, no symlog as in DreamerV2) | ``both`` (embeddings concatenated).
+            MLP encoder/decoder 4 x 400; no symlog as in DreamerV2 unless ``proprio_symlog``) | ``both`` (embeddings concatenated).
         proprio_dim: P, size of ``keys.PROPRIO`` (needed unless ``observation == "pixels"``).
 
     Capabilities: ``has_embedding`` (every RSSM model); ``has_continuation`` exactly when
@@ -101,7 +101,8 @@ class DreamerV2(RSSMWorldModel):
         else:
             stoch = Gaussian(config.stoch_dim, config.min_std)
         embed_dim = self._build_observation_model(
-            observation, image_shape, proprio_dim, config.cnn_depth, config.proprio_units, config.proprio_layers, act
+            observation, image_shape, proprio_dim, config.cnn_depth, config.proprio_units, config.proprio_layers, act,
+            config.proprio_symlog,
         )
         self.rssm = RSSM(action_dim, embed_dim, config.deter_dim, stoch, config.hidden_dim, act, layer_norm=True)
         self.feature_dim = self.rssm.feature_dim

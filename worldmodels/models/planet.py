@@ -94,7 +94,7 @@ class PlaNet(RSSMWorldModel):
         self.action_dim = action_dim
         embed_dim = self._build_observation_model(
             observation, image_shape, proprio_dim, config.cnn_depth, config.proprio_units, config.proprio_layers,
-            config.activation,
+            config.activation, config.proprio_symlog,
         )  # fmt: skip
         self.rssm = RSSM(
             action_dim,

@@ -33,6 +33,16 @@ OBSERVATIONS = ("pixels", "proprio", "both")
 """What an RSSM model can observe (``env.observation``)."""
 
 
+def symlog(x: Tensor) -> Tensor:
+    """``sign(x) ln(1 + |x|)`` (DreamerV3, Hafner et al. 2023, Eq. 9)."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of :func:`symlog`: ``sign(x) (exp|x| - 1)``."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
 class RSSMWorldModel(WorldModel):
     """A :class:`WorldModel` whose state, observation filter and imagination are an RSSM's."""
 
@@ -51,6 +61,7 @@ class RSSMWorldModel(WorldModel):
         proprio_units: int,
         proprio_layers: int,
         activation: str,
+        proprio_symlog: bool = False,
     ) -> int:
         """Build the encoders (``encoder`` conv, ``proprio_encoder`` MLP) for ``observation``; -> embedding size E.
 
@@ -68,6 +79,7 @@ class RSSMWorldModel(WorldModel):
         self.proprio_dim = int(proprio_dim) if observation != "pixels" else 0
         self._proprio_units, self._proprio_layers, self._activation = proprio_units, proprio_layers, activation
         self._cnn_depth = cnn_depth
+        self.proprio_symlog = bool(proprio_symlog)
         reads_pixels = observation in ("pixels", "both")
         self.encoder = ConvEncoder(self.image_shape, cnn_depth, activation) if reads_pixels else None
         self.proprio_encoder = (
@@ -124,7 +136,8 @@ class RSSMWorldModel(WorldModel):
     def _embed(self, tensors: Mapping[str, Tensor], noise: bool = False) -> tuple[dict[str, Tensor], Tensor]:
         """Observations ``{key: [B, T, ...]}`` -> (reconstruction targets, embeddings ``[B, T, E]``).
 
-        Targets: ``PIXELS`` the preprocessed frames ``[B*T, C, H, W]``; ``PROPRIO`` the vector ``[B, T, P]``.
+        Targets: ``PIXELS`` the preprocessed frames ``[B*T, C, H, W]``; ``PROPRIO`` the vector ``[B, T, P]``
+        (``symlog(v)`` with ``proprio_symlog``, DreamerV3: encoder input and decoder target alike).
         """
         targets, parts = {}, []
         if self.encoder is not None:
@@ -135,6 +148,8 @@ class RSSMWorldModel(WorldModel):
             parts.append(self.encoder(frames).reshape(b, t, -1))  # [B,T,E_cnn]
         if self.proprio_encoder is not None:
             vector = tensors[keys.PROPRIO]  # [B,T,P]
+            if self.proprio_symlog:
+                vector = symlog(vector)
             targets[keys.PROPRIO] = vector
             parts.append(self.proprio_encoder(vector))  # [B,T,E_mlp]
         return targets, parts[0] if len(parts) == 1 else torch.cat(parts, -1)
@@ -183,7 +198,8 @@ class RSSMWorldModel(WorldModel):
         """Predicted observation vector ``[..., P]`` (mean of its decoder); models observing ``proprio`` or ``both``."""
         if self.proprio_decoder is None:
             raise CapabilityError(f"{type(self).__name__} does not observe keys.PROPRIO (env.observation: pixels).")
-        return self.proprio_decoder(self.features(state))
+        pred = self.proprio_decoder(self.features(state))
+        return symexp(pred) if self.proprio_symlog else pred
 
     def _pixels_only(self, what: str) -> None:
         if self.observation != "pixels":
@@ -235,4 +251,4 @@ class RSSMWorldModel(WorldModel):
         return self.reward_head(self.features(state))
 
 
-__all__ = ["RSSMWorldModel", "OBSERVATIONS"]
+__all__ = ["RSSMWorldModel", "OBSERVATIONS", "symlog", "symexp"]
