@@ -213,7 +213,15 @@ def test_tiny_state_based_dreamerv2_trains_and_reloads(tmp_path):
     assert any("eval/episode/return" in r for r in records)
     trained = load_trained(run_dir, device="cpu")
     assert trained.model.observation_keys == (keys.PROPRIO,) and trained.model.proprio_dim == P
+    assert keys.PIXELS not in trained.env.observation_spec.keys()
     trained.env.close()
+    rendering = load_trained(run_dir, device="cpu", render=True)  # eval --video
+    assert rendering.env.reset()[keys.PIXELS].shape == (3, 64, 64)
+    rendering.env.close()
+    from worldmodels.cli.imagine import imagine_run
+
+    with pytest.raises(ValueError, match="env.render: true"):  # no stored pixels for a probe decoder
+        imagine_run(run_dir, episodes=1, context=2, horizon=2)
 
 
 def test_proprio_env_renders_only_when_asked():
