@@ -119,7 +119,7 @@ def main(argv=None) -> None:
             finals[scheme] = statistics.mean(after)
             ratio = f"{finals[scheme] / finals['torch']:9.3f}" if scheme == "reference" else ""
             print(f"{name:18} {scheme:9} {_fmt(before):>20} {_fmt(after):>20} {_fmt(held):>20} {ratio:>9}", flush=True)
-    print(f"total {time.time() - started:.0f} s")
+    print(f"total {time.time() - started:.0f} s wall, {time.process_time():.0f} s CPU")
 
 
 if __name__ == "__main__":
