@@ -26,7 +26,8 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
         device: device of the returned tensors.
 
     Returns:
-        a torchrl ``EnvBase`` emitting ``pixels`` uint8 ``[C, H, W]`` and the keys of
+        a torchrl ``EnvBase`` emitting ``pixels`` uint8 ``[C, H, W]`` (and ``proprio`` float32 ``[P]``,
+        the DMC observation vector, when ``cfg.observation`` is proprio or both) and the keys of
         ``worldmodels/core/keys.py``.
 
     Raises:
@@ -48,6 +49,8 @@ def make_env(cfg: EnvConfig, seed: int = 0, device: str | torch.device = "cpu") 
             episode_length=cfg.episode_length,
             seed=seed,
             fast_render=cfg.fast_render,
+            proprio=cfg.observation != "pixels",
+            pixels=cfg.renders(),
             device=device,
         )
     if cfg.suite == "two_rooms":

@@ -193,7 +193,9 @@ class DMCEnv(EnvBase):
 
     Observation keys (``worldmodels/core/keys.py``): ``pixels`` uint8 ``[3, H, W]``; ``state`` float32
     ``[S]`` = ``physics.get_state()`` (qpos, qvel, act: restoring it reproduces the scene);
-    ``proprio`` float32 ``[P]`` (the DMC observation dict flattened, only if ``proprio=True``);
+    ``proprio`` float32 ``[P]`` (only if ``proprio=True``: the DMC observation dict, each entry flattened
+    and concatenated in the order of ``observation_spec()``, kept in ``proprio_keys``; scalars such as
+    walker's ``height`` count as one entry, which DreamerV2 skips);
     ``is_first`` / ``is_last`` / ``is_terminal`` bool ``[1]``. Reward float32 ``[1]`` = the sum
     of the ``action_repeat`` inner rewards. ``terminated`` only when dm_control ends the episode
     with discount 0; ``truncated`` at ``episode_length`` env steps.
@@ -212,6 +214,8 @@ class DMCEnv(EnvBase):
             from the standard observation (see ``PixelRenderer``).
         proprio: also return the flattened DMC observation under ``proprio``.
         device: device of the returned tensors.
+        pixels: render ``pixels`` every step (default). False (with ``proprio``) skips rendering, most of
+            an env step's cost on software GL; :meth:`render` still draws on demand.
     """
 
     def __init__(
@@ -226,6 +230,7 @@ class DMCEnv(EnvBase):
         fast_render: bool = False,
         proprio: bool = False,
         device: str | torch.device = "cpu",
+        pixels: bool = True,
     ):
         super().__init__(device=device, batch_size=torch.Size([]))
         check_task(domain, task)
@@ -242,6 +247,9 @@ class DMCEnv(EnvBase):
         self.episode_length = int(episode_length)
         self.fast_render = bool(fast_render)
         self.proprio = bool(proprio)
+        self.pixels = bool(pixels)
+        if not (self.pixels or self.proprio):
+            raise ValueError("DMCEnv needs an observation: pixels=True, proprio=True or both.")
         # The time limit is ours (counted in env steps), so dm_control's is switched off.
         self._env = suite.load(
             self.domain, task, task_kwargs={"random": seed, "time_limit": float("inf")}
@@ -266,16 +274,18 @@ class DMCEnv(EnvBase):
         flag = Categorical(n=2, shape=(1,), dtype=torch.bool, device=self.device)
         state_dim = self._env.physics.get_state().shape[0]
         obs = {
-            keys.PIXELS: Bounded(
-                low=0, high=255, shape=(3, self.image_size, self.image_size), dtype=torch.uint8, device=self.device
-            ),
+            keys.PIXELS: Bounded(low=0, high=255, shape=self.image_shape, dtype=torch.uint8, device=self.device),
             keys.STATE: Unbounded(shape=(state_dim,), dtype=torch.float32, device=self.device),
             keys.IS_FIRST: flag.clone(),
             keys.IS_LAST: flag.clone(),
             keys.IS_TERMINAL: flag.clone(),
         }
+        if not self.pixels:
+            del obs[keys.PIXELS]
         if self.proprio:
-            proprio_dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+            spec = self._env.observation_spec()
+            self.proprio_keys = tuple(spec)  # the task's own order, fixed for the env's lifetime
+            proprio_dim = sum(int(np.prod(spec[k].shape)) for k in self.proprio_keys)
             obs[keys.PROPRIO] = Unbounded(shape=(proprio_dim,), dtype=torch.float32, device=self.device)
         self.observation_spec = Composite(obs, device=self.device)
         self.action_spec = Bounded(low=-1.0, high=1.0, shape=(action_dim,), dtype=torch.float32, device=self.device)
@@ -290,6 +300,11 @@ class DMCEnv(EnvBase):
     def physics(self):
         """The dm_control ``Physics`` of this env (for goal tasks and probes)."""
         return self._env.physics
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(3, H, W)`` of :meth:`render` (and of ``pixels`` when the env emits them)."""
+        return (3, self.image_size, self.image_size)
 
     @property
     def control_timestep(self) -> float:
@@ -344,14 +359,16 @@ class DMCEnv(EnvBase):
 
     def _observation(self, timestep, is_first: bool, is_last: bool, is_terminal: bool) -> dict:
         out = {
-            keys.PIXELS: self.render(),  # [3,H,W]
             keys.STATE: torch.as_tensor(self.physics.get_state(), dtype=torch.float32, device=self.device),  # [S]
             keys.IS_FIRST: self._flag(is_first),
             keys.IS_LAST: self._flag(is_last),
             keys.IS_TERMINAL: self._flag(is_terminal),
         }
+        if self.pixels:
+            out[keys.PIXELS] = self.render()  # [3,H,W]
         if self.proprio:
-            flat = np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in timestep.observation.values()])
+            observation = timestep.observation  # [P] = each entry of proprio_keys flattened, in that order
+            flat = np.concatenate([np.asarray(observation[k], dtype=np.float32).reshape(-1) for k in self.proprio_keys])
             out[keys.PROPRIO] = torch.from_numpy(flat).to(self.device)
         return out
 

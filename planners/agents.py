@@ -7,7 +7,8 @@ Both agents follow one loop per env step (under ``torch.inference_mode``; acting
 
 ``PlanningAgent`` chooses with a planner (MPC: first action of the plan), ``PolicyAgent`` with a
 policy ``features -> action``. Both are torchrl-compatible policies: ``agent(tensordict)`` reads
-``keys.PIXELS`` (and ``keys.IS_FIRST`` when the env provides it) and writes ``keys.ACTION``, so
+the model's ``observation_keys`` (``keys.PIXELS`` and/or ``keys.PROPRIO``; and ``keys.IS_FIRST`` when
+the env provides it) and writes ``keys.ACTION``, so
 ``env.rollout(max_steps, policy=agent)`` and collectors work. Pixels may live on the CPU (env)
 while the model is on CUDA: observations are moved to the model's device and actions are returned
 on the observation's device.
@@ -22,7 +23,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from worldmodels.core import keys
-from worldmodels.core.interface import WorldModel
+from worldmodels.core.interface import WorldModel, observation_tensors
 
 
 class _BeliefAgent:
@@ -64,22 +65,25 @@ class _BeliefAgent:
         """Filter one observation per batch entry and choose actions.
 
         Args:
-            obs: TensorDict ``[B]`` with ``keys.PIXELS`` uint8 ``[B,C,H,W]`` and optionally
+            obs: TensorDict ``[B]`` with the model's ``observation_keys`` (``keys.PIXELS`` uint8
+                ``[B,C,H,W]`` and/or ``keys.PROPRIO`` float32 ``[B,P]``) and optionally
                 ``keys.IS_FIRST`` bool ``[B,1]`` (entries where it is True start a new episode:
                 their belief resets inside ``observe``). Without ``IS_FIRST``, the first call after
                 :meth:`reset` counts as is_first for all entries.
 
         Returns:
-            action ``[B, A]`` in [-1, 1] on the device of ``obs``'s pixels.
+            action ``[B, A]`` in [-1, 1] on the device of ``obs``'s observations.
         """
-        pixels = obs[keys.PIXELS]
-        if obs.batch_dims != 1 or pixels.dim() != 4:
+        observed = observation_tensors(self.model, obs)  # {key: [B, ...]} the model reads
+        pixels = observed.get(keys.PIXELS)
+        if obs.batch_dims != 1 or (pixels is not None and pixels.dim() != 4):
+            shape = "" if pixels is None else f" and pixels {list(pixels.shape)}"
             raise ValueError(
-                f"act expects a TensorDict with batch [B] and pixels [B,C,H,W], got batch {list(obs.batch_size)} "
-                f"and pixels {list(pixels.shape)}; call the agent itself for unbatched env outputs."
+                f"act expects a TensorDict with batch [B] and pixels [B,C,H,W], got batch {list(obs.batch_size)}"
+                f"{shape}; call the agent itself for unbatched env outputs."
             )
-        b = pixels.shape[0]
-        out_device = pixels.device
+        b = obs.batch_size[0]
+        out_device = next(iter(observed.values())).device
         device = self.model.device
         with torch.inference_mode():
             if self.belief is not None and self.belief.batch_size[0] != b:
@@ -97,9 +101,8 @@ class _BeliefAgent:
                 self._start_episodes(is_first[:, 0])
             prev = torch.zeros(b, self.action_dim, device=device) if self.prev_action is None else self.prev_action
             prev = prev * (~is_first)  # zeros where is_first (alignment rule, keys.py)
-            states = self.model.observe(
-                pixels.to(device)[:, None], prev[:, None], is_first[:, None], state=self.belief
-            )  # [B,1]
+            seq = TensorDict({k: v.to(device)[:, None] for k, v in observed.items()}, batch_size=[b, 1])
+            states = self.model.observe(seq, prev[:, None], is_first[:, None], state=self.belief)  # [B,1]
             self.belief = states[:, -1]  # [B]
             action = self._choose(self.belief)  # [B,A]
             if self.exploration_noise > 0:
@@ -109,7 +112,7 @@ class _BeliefAgent:
         return action.clone().to(out_device)  # a normal (non-inference) tensor for the caller
 
     def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """torchrl policy: read ``keys.PIXELS`` (batched ``[B]`` or unbatched ``[]``), write ``keys.ACTION``."""
+        """torchrl policy: read the observations (batched ``[B]`` or unbatched ``[]``), write ``keys.ACTION``."""
         if tensordict.batch_dims == 0:
             action = self.act(tensordict.unsqueeze(0))[0]
         else:

@@ -126,7 +126,8 @@ def _fake_trained(method: str, has_reward: bool):
 
 
 def test_eval_of_a_reward_free_dmc_run_says_pass_goals(monkeypatch, capsys):
-    monkeypatch.setattr(commands, "load_trained", lambda run_dir, device=None: _fake_trained("pldm", has_reward=False))
+    fake = _fake_trained("pldm", has_reward=False)
+    monkeypatch.setattr(commands, "load_trained", lambda run_dir, device=None, render=False: fake)
     err = _refused(capsys, ["eval", "RUN"], "This pldm run learned without task reward, so it is evaluated on goal "
                                             "images: pass --goals SET (point_mass, reacher")  # fmt: skip
     assert "Objective" not in err

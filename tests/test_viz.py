@@ -10,7 +10,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from worldmodels.core import keys
-from worldmodels.core.interface import CapabilityError, LossOutput, WorldModel
+from worldmodels.core.interface import CapabilityError, LossOutput, WorldModel, as_observations
 from worldmodels.viz.errors import PSNR_CAP_DB, prediction_errors, save_errors
 from worldmodels.viz.openloop import imagine_report, log_openloop, openloop, rollout_errors, tensorboard_openloop
 from worldmodels.viz.plots import PANEL_SIZE, errors_figure, errors_image, plot_errors
@@ -51,7 +51,8 @@ class LineWorld(WorldModel):
     def initial_state(self, batch_size):
         return TensorDict({keys.LATENT: torch.zeros(batch_size, 2)}, [batch_size])
 
-    def observe(self, pixels, prev_action, is_first, state=None):
+    def observe(self, obs, prev_action, is_first, state=None):
+        pixels = as_observations(obs)[keys.PIXELS]
         return TensorDict({keys.LATENT: pixels[..., :2, 0, 0].float()}, pixels.shape[:2])
 
     def imagine(self, state, actions, horizon=None):

@@ -40,7 +40,7 @@ from tensordict import TensorDict
 from torch import Tensor, nn
 
 from worldmodels.core import keys
-from worldmodels.core.interface import LossOutput, Policy, WorldModel
+from worldmodels.core.interface import LossOutput, Policy, WorldModel, as_observations
 
 
 class ToyModel(WorldModel):
@@ -115,7 +115,8 @@ class ToyModel(WorldModel):
         x = torch.zeros(batch_size, self.action_dim, device=self.target.device)
         return TensorDict({keys.LATENT: x}, batch_size=[batch_size])
 
-    def observe(self, pixels, prev_action, is_first, state=None) -> TensorDict:
+    def observe(self, obs, prev_action, is_first, state=None) -> TensorDict:
+        pixels = as_observations(obs)[keys.PIXELS]
         b, t = pixels.shape[:2]
         x = self.initial_state(b)[keys.LATENT] if state is None else state[keys.LATENT]
         obs = self.encode(pixels)  # [B,T,A]

@@ -13,6 +13,7 @@ Adding a method: its model (``worldmodels/models/``), its model config (``core/c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -34,7 +35,7 @@ from worldmodels.models.pldm import PLDM
 from worldmodels.training.offline import train_offline
 from worldmodels.training.budget import extend_budget
 from worldmodels.training.distributed import Team
-from worldmodels.training.online import OnlineRun, evaluate_returns, final_returns, train_online
+from worldmodels.training.online import OnlineRun, env_observation_sizes, evaluate_returns, final_returns, train_online
 from worldmodels.training.run_dir import (
     load_weights,
     open_for_writing,
@@ -96,7 +97,8 @@ class Method:
 
     name: str
     model_class: type
-    """world model, built as ``model_class(cfg.model, action_dim=A, image_shape=(C, H, W))``"""
+    """world model, built as ``model_class(cfg.model, action_dim=A, image_shape=(C, H, W))`` (+ ``observation``,
+    ``proprio_dim`` for a model that reads the observation vector, :meth:`make_model`)"""
     behaviour: Callable[[RunConfig, WorldModel], object] | None = None
     """behaviour learner updated after every model update (``update(loss_output) -> metrics``,
     ``policy(sample)``); None = the agent plans with ``cfg.planner`` on predicted reward"""
@@ -121,8 +123,15 @@ class Method:
     """the evaluation when the budget ends an online run (returns a dict with a one-line ``summary``)"""
 
     # -- what the online loop asks (training.online.MethodParts)
-    def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]) -> WorldModel:
-        return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape)
+    def make_model(
+        self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int], proprio_dim: int = 0
+    ) -> WorldModel:
+        """The world model; ``proprio_dim`` P (the env's ``keys.PROPRIO`` size) is passed with
+        ``cfg.env.observation`` when the model observes the vector (``proprio`` or ``both``)."""
+        if cfg.env.observation == "pixels":
+            return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape)
+        return self.model_class(cfg.model, action_dim=action_dim, image_shape=image_shape,
+                                observation=cfg.env.observation, proprio_dim=proprio_dim)  # fmt: skip
 
     def make_behaviour(self, cfg: RunConfig, model: WorldModel):
         return None if self.behaviour is None else self.behaviour(cfg, model)
@@ -223,16 +232,17 @@ class TrainedRun:
     behaviour: object | None
 
 
-def load_trained(run_dir: str | Path, device: str | None = None) -> TrainedRun:
+def load_trained(run_dir: str | Path, device: str | None = None, render: bool = False) -> TrainedRun:
     """A run's config, a fresh env, and its model and behaviour with the weights of ``checkpoints/latest.pt``
-    (``previous.pt``, with a warning, when latest.pt is unreadable)."""
+    (``previous.pt``, with a warning, when latest.pt is unreadable). ``render``: the env renders pixels
+    even where the run's did not (``env.observation: proprio``; for videos)."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     method = method_of(cfg)
     target = resolve_device(device or cfg.device)
-    env = make_env(cfg.env, seed=cfg.seed + 10_000)
-    model = method.make_model(cfg, env.action_spec.shape[-1], tuple(env.observation_spec[keys.PIXELS].shape[-3:]))
-    model = model.to(target)
+    env_cfg = dataclasses.replace(cfg.env, render=True) if render and not cfg.env.renders() else cfg.env
+    env = make_env(env_cfg, seed=cfg.seed + 10_000)
+    model = method.make_model(cfg, env.action_spec.shape[-1], *env_observation_sizes(env)).to(target)
     behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:
         behaviour.to(target)

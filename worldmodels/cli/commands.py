@@ -83,7 +83,7 @@ def eval_command(args) -> int:
                                 video_dir=args.video, device=args.device, metric=args.metric)  # fmt: skip
         print(json.dumps(result, indent=2))
         return 0
-    trained = load_trained(args.run_dir, device=args.device)
+    trained = load_trained(args.run_dir, device=args.device, render=bool(args.video))
     cfg, env = trained.cfg, trained.env
     if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
         env.close()

@@ -81,8 +81,14 @@ def imagine_run(run_dir, episodes: int = 6, context: int = 5, horizon: int = 45,
     run_dir = Path(run_dir)
     if out is not None:
         writable_file(out, "--out", (".mp4", ".gif"))  # before the work, not after it
-    trained = load_trained(run_dir, device=device)
+    trained = load_trained(run_dir, device=device, render=True)
     cfg, env, model = trained.cfg, trained.env, trained.model
+    if not model.has_decoder and not cfg.env.renders():  # the probe learns from the run's stored pixels
+        env.close()
+        raise ValueError(
+            f"This run's model reads only the observation vector (env.observation: {cfg.env.observation}) and its "
+            "replay holds no pixels to train a probe decoder on; train with env.render: true to view its imagination."
+        )
     length = context + horizon
     if source == "random":
         batch = fresh_sequences(env, episodes, length)

@@ -99,13 +99,31 @@ class EnvConfig:
     num_envs: int = 1
     """environments stepped in parallel worker processes while collecting and evaluating (torchrl
     ParallelEnv; the agent acts for all of them in one call); 1 = one env in the training process"""
+    observation: Literal["pixels", "proprio", "both"] = "pixels"
+    """what the world model observes: pixels (PlaNet, DreamerV2 dmc_vision), proprio = the DMC observation
+    vector ``keys.PROPRIO`` (DreamerV2 dmc_proprio), or both (conv + MLP embeddings concatenated, as
+    DreamerV2's encoder)"""
+    render: Optional[bool] = None
+    """render pixels every step; None = only when the model observes them (observation pixels or both).
+    A proprio run renders nothing unless this is true (needed for eval videos, open-loop and probe views)"""
 
     def __post_init__(self):
+        if self.observation != "pixels":
+            _check(self.suite == "dmc", "env.observation", self.observation,
+                   "pixels for env.suite two_rooms (its observation vector is DMC's only)")  # fmt: skip
+            _check(self.goal_set is None, "env.observation", self.observation,
+                   "pixels with a goal_set (goal images are pixels; a proprio model cannot embed them)")  # fmt: skip
+        _check(self.renders() or self.observation == "proprio", "env.render", self.render,
+               "true or null when env.observation is pixels or both (the model reads them)")  # fmt: skip
         _check(self.image_size >= 16, "env.image_size", self.image_size, "an integer >= 16")
         _check(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
         _check(self.action_repeat is None or self.action_repeat >= 1, "env.action_repeat", self.action_repeat, ">= 1 or null")
         _check(self.episode_length >= 1, "env.episode_length", self.episode_length, ">= 1")
         _check(self.two_rooms_channels in (2, 3), "env.two_rooms_channels", self.two_rooms_channels, "2 or 3")
+
+    def renders(self) -> bool:
+        """Whether the env emits ``pixels``: :attr:`render`, or by default whether the model observes them."""
+        return self.observation != "proprio" if self.render is None else self.render
 
     def episode_rows(self) -> int | None:
         """Rows (observations) of one whole DMC episode, ``ceil(episode_length / action_repeat) + 1``,
@@ -172,6 +190,17 @@ class PlaNetConfig:
     """global gradient-norm clip (PlaNet: 1000)"""
     weight_decay: float = 0.0
     """decoupled weight decay per update, w <- (1 - wd) w (PlaNet: none)"""
+    proprio_layers: int = 3
+    """hidden layers of the MLP encoder/decoder of the observation vector (env.observation proprio/both);
+    PlaNet has no vector model: ours, sized like its reward head (3)"""
+    proprio_units: int = 300
+    """units of the observation-vector MLP encoder/decoder (ours, like PlaNet's reward head: 300)"""
+    proprio_symlog: bool = False
+    """symlog the observation vector into the encoder and as the decoder's target (DreamerV3; off = raw)"""
+    init: Literal["torch", "reference"] = "reference"
+    """parameter initialisation: reference = the TF code's (Glorot-uniform kernels, zero biases, GRU gate
+    bias 1 as TF1's GRUBlockCell; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py:
+    reference reaches a 16 % lower loss after 40 updates)"""
 
     def image_size_rule(self, size: int) -> str | None:
         """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
@@ -182,6 +211,8 @@ class PlaNetConfig:
         _check(self.min_std > 0, "model.min_std", self.min_std, "> 0")
         _check(self.overshooting_distance >= 0, "model.overshooting_distance", self.overshooting_distance, ">= 0")
         _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
+        _check(self.proprio_layers >= 1, "model.proprio_layers", self.proprio_layers, ">= 1")
+        _check(self.proprio_units >= 1, "model.proprio_units", self.proprio_units, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -227,6 +258,20 @@ class DreamerConfig:
     """model global gradient-norm clip (DreamerV2 model_opt.clip: 100)"""
     weight_decay: float = 1e-6
     """decoupled weight decay per update, w <- (1 - wd) w (DreamerV2 model_opt.wd: 1e-6)"""
+    proprio_layers: int = 4
+    """hidden layers of the MLP encoder/decoder of the observation vector (env.observation proprio/both;
+    DreamerV2 encoder/decoder mlp_layers: [400, 400, 400, 400])"""
+    proprio_units: int = 400
+    """units of the observation-vector MLP encoder/decoder (DreamerV2 mlp_layers: 400)"""
+    proprio_scale: float = 1.0
+    """observation-vector log-likelihood scale (DreamerV2 loss_scales.proprio: 1.0)"""
+    proprio_symlog: bool = False
+    """symlog the observation vector into the encoder and as the decoder's target (DreamerV3 enc symlog +
+    dec symlog_mse; DreamerV2: off)"""
+    init: Literal["torch", "reference"] = "reference"
+    """parameter initialisation: reference = the TF/Keras code's (Glorot-uniform kernels incl. the GRU's
+    Dense, zero biases; worldmodels.models.init) or PyTorch's defaults (benchmarks/bench_init.py: reference
+    reaches a 13 % (pixels) / 19 % (proprio) lower loss after 40 updates)"""
 
     def image_size_rule(self, size: int) -> str | None:
         """What ``env.image_size`` must be for this model, or None when ``size`` is allowed."""
@@ -239,6 +284,8 @@ class DreamerConfig:
         _check(self.kl_free >= 0, "model.kl_free", self.kl_free, ">= 0")
         _check(self.learning_rate > 0, "model.learning_rate", self.learning_rate, "> 0")
         _check(0 <= self.weight_decay < 1, "model.weight_decay", self.weight_decay, "in [0, 1)")
+        _check(self.proprio_layers >= 1, "model.proprio_layers", self.proprio_layers, ">= 1")
+        _check(self.proprio_units >= 1, "model.proprio_units", self.proprio_units, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -768,6 +815,14 @@ class RunConfig:
         _check(not (self.train.precision == 16 and self.device == "cpu"), "train.precision", self.train.precision,
                "32 or bf16 with device=cpu (float16 training needs a CUDA GPU for its GradScaler)")  # fmt: skip
         _check(self.method in MODEL_CONFIGS, "method", self.method, f"one of {', '.join(MODEL_CONFIGS)}")
+        if self.env.observation != "pixels":
+            _check(self.method in PROPRIO_METHODS, "env.observation", self.env.observation,
+                   f"pixels for method {self.method} (the observation vector is read by {', '.join(PROPRIO_METHODS)}; "
+                   "LEXA's goals and PLDM's encoder are images)")  # fmt: skip
+        if not self.env.renders():
+            for key, value in [("log.video_every", self.log.video_every),
+                               ("log.openloop_every", self.log.openloop_every)]:  # fmt: skip
+                _check(value == 0, key, value, "0 when the env renders no pixels (set env.render: true for videos)")
         rule = self.model.image_size_rule(self.env.image_size)
         _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")
         self._check_episode_rows()
@@ -801,6 +856,10 @@ MODEL_CONFIGS: dict[str, type] = {
     "pldm": PLDMConfig,
 }
 """The model-config dataclass of each ``method:`` (the rest of a method is ``worldmodels.methods.METHODS``)."""
+
+
+PROPRIO_METHODS = ("planet", "dreamerv2")
+"""Methods whose world model can observe the DMC observation vector (``env.observation: proprio | both``)."""
 
 
 def model_config_class(method: str) -> type:

@@ -3,17 +3,23 @@
 Contract (all shapes batch-major; keys from ``worldmodels/keys.py``):
 
 * ``initial_state(batch_size) -> TensorDict[B]`` -- the state before any observation.
-* ``observe(pixels, prev_action, is_first, state=None) -> TensorDict[B, T]`` -- posterior
-  filtering. ``pixels`` uint8 ``[B,T,C,H,W]``; ``prev_action`` float ``[B,T,A]`` (the action
-  that *led to* ``pixels[:, t]``, zeros where ``is_first``); ``is_first`` bool ``[B,T,1]``.
-  Where ``is_first[:, t]`` the history is reset to ``initial_state`` before step ``t``.
-  ``state`` (``[B]``) continues filtering from an earlier call (pass ``states[:, -1]``).
+* ``observe(obs, prev_action, is_first, state=None) -> TensorDict[B, T]`` -- posterior
+  filtering of *observations*. ``obs`` is a TensorDict (or dict) ``[B, T]`` holding the keys the
+  model reads, ``observation_keys`` (``keys.PIXELS`` uint8 ``[B,T,C,H,W]`` and/or ``keys.PROPRIO``
+  float32 ``[B,T,P]``, the DMC observation vector); other keys are ignored, so a replay batch can be
+  passed whole. A bare uint8 tensor is shorthand for ``{PIXELS: tensor}`` (:func:`as_observations`).
+  ``prev_action`` float ``[B,T,A]`` (the action that *led to* ``obs[:, t]``, zeros where
+  ``is_first``); ``is_first`` bool ``[B,T,1]``. Where ``is_first[:, t]`` the history is reset to
+  ``initial_state`` before step ``t``. ``state`` (``[B]``) continues filtering from an earlier call
+  (pass ``states[:, -1]``).
 * ``imagine(state, actions_or_policy, horizon=None) -> TensorDict[N, H]`` -- prior rollout
   from ``state`` ``[N]``. Either an action sequence ``[N,H,A]`` or a policy
   ``features [N,F] -> action [N,A]`` with ``horizon``. Row ``h`` holds ``ACTION`` a_h and the
   state s_{h+1} it leads to (the start state is *not* included).
 * ``features(state) -> [..., feature_dim]`` -- what planners, actors and objectives read.
 * ``embed_goal(pixels) -> [B, feature_dim]`` -- a goal image uint8 ``[B,C,H,W]`` in feature space.
+  Goal images stay pixels: a model that reads other observations (``observation_keys`` other than
+  ``(PIXELS,)``) raises :class:`CapabilityError` here.
 * ``reward(state) -> [..., 1]`` -- only if ``has_reward``; otherwise raises
   :class:`CapabilityError`.
 * ``decode(state) -> float [..., C, H, W] in [0, 1]`` -- only if ``has_decoder``; otherwise
@@ -38,6 +44,10 @@ Requirements every model meets (``check_world_model`` names the one that is brok
 * ``imagine(state, actions)`` returns the given actions unchanged under ``ACTION``;
 * a declared capability (``has_decoder=True``, ...) is implemented, an undeclared one raises
   :class:`CapabilityError`.
+
+``observation_shapes`` (``{key: per-step shape}``, default ``{PIXELS: image_shape}``) says what
+``observe`` reads; ``image_shape`` stays the env's pixel shape (what ``decode`` and probes produce)
+even for a model that reads only ``PROPRIO``.
 
 Models are stateless: the belief lives in the caller (agents), never in the model.
 The capabilities ``has_reward`` / ``has_decoder`` / ``has_continuation`` / ``has_embedding`` are
@@ -108,6 +118,31 @@ class Behaviour(Protocol):
     def to(self, *args: Any, **kwargs: Any) -> Behaviour: ...
 
 
+def as_observations(obs: Tensor | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    """The observations ``observe`` reads: a TensorDict / dict as it is, a bare tensor as ``{PIXELS: obs}``."""
+    if isinstance(obs, Tensor):
+        return {keys.PIXELS: obs}
+    if isinstance(obs, (TensorDict, Mapping)) or hasattr(obs, "keys"):
+        return obs
+    raise TypeError(
+        f"observations must be a TensorDict (or dict) of tensors or a pixel tensor, got {type(obs).__name__}."
+    )
+
+
+def observation_tensors(model: WorldModel, obs: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``{key: obs[key]}`` for every key in ``model.observation_keys``; one clear KeyError if one is missing."""
+    obs = as_observations(obs)
+    present = list(obs.keys())
+    missing = [k for k in model.observation_keys if k not in present]
+    if missing:
+        raise KeyError(
+            f"{type(model).__name__} observes {list(model.observation_keys)} but the observations hold "
+            f"{sorted(present)}; "
+            f"missing {missing} (a PROPRIO model needs an env built with env.observation: proprio or both)."
+        )
+    return {k: obs[k] for k in model.observation_keys}
+
+
 def check_shapes(name: str, tensor: Tensor, expected: Sequence[int | None], dtype=None) -> None:
     """Raise one clear ValueError if ``tensor`` does not have shape ``expected`` (None = any size).
 
@@ -129,11 +164,21 @@ class WorldModel(nn.Module, abc.ABC):
 
     action_dim: int
     feature_dim: int
-    image_shape: tuple[int, int, int]  # (C, H, W) of the pixels it observes
+    image_shape: tuple[int, int, int]  # (C, H, W) of the env's pixels (decode's output, probes)
     has_decoder: bool = True
     has_reward: bool = True
     has_continuation: bool = False
     has_embedding: bool = False
+
+    @property
+    def observation_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{key: per-step shape}`` of the observations ``observe`` reads (default: pixels only)."""
+        return {keys.PIXELS: tuple(self.image_shape)}
+
+    @property
+    def observation_keys(self) -> tuple[str, ...]:
+        """The keys ``observe`` reads from its observations (``keys.PIXELS`` and/or ``keys.PROPRIO``)."""
+        return tuple(self.observation_shapes)
 
     @abc.abstractmethod
     def initial_state(self, batch_size: int) -> TensorDict:
@@ -141,9 +186,10 @@ class WorldModel(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def observe(
-        self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
+        self, obs: TensorDict | Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None
     ) -> TensorDict:
-        """Posterior states ``[B, T]`` for uint8 ``pixels [B,T,C,H,W]``; see module docstring."""
+        """Posterior states ``[B, T]`` for observations ``obs [B, T]`` (the ``observation_keys``; a bare
+        tensor = pixels uint8 ``[B,T,C,H,W]``); see module docstring."""
 
     @abc.abstractmethod
     def imagine(self, state: TensorDict, actions: Tensor | Policy, horizon: int | None = None) -> TensorDict:
@@ -210,8 +256,8 @@ class WorldModel(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def loss(self, batch: TensorDict) -> LossOutput:
-        """Training loss on a ``[B, T]`` batch of replay rows (keys: PIXELS, PREV_ACTION, REWARD,
-        IS_FIRST, IS_TERMINAL)."""
+        """Training loss on a ``[B, T]`` batch of replay rows (keys: the ``observation_keys``, PREV_ACTION,
+        REWARD, IS_FIRST, IS_TERMINAL)."""
 
     @property
     def device(self) -> torch.device:
@@ -333,6 +379,12 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     a, f = model.action_dim, model.feature_dim
     gen = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (batch, length, c, h, w), dtype=torch.uint8, generator=gen).to(device)
+    obs = {keys.PIXELS: pixels}
+    for key, shape in model.observation_shapes.items():
+        if key != keys.PIXELS:
+            obs[key] = torch.randn(batch, length, *shape, generator=gen).to(device)  # float32 vectors
+    obs = TensorDict(obs, batch_size=[batch, length])
+    pixels_only = tuple(model.observation_keys) == (keys.PIXELS,)
     prev_action = (torch.rand(batch, length, a, generator=gen) * 2 - 1).to(device)
     is_first = torch.zeros(batch, length, 1, dtype=torch.bool, device=device)
     is_first[:, 0] = True
@@ -342,10 +394,10 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     _expect_batch(f"initial_state({batch})", init, [batch])
     _expect_shape("features(initial_state)", model.features(init), [batch, f])
 
-    post = model.observe(pixels, prev_action, is_first)
-    _expect_batch("observe(pixels [B, T, C, H, W], ...)", post, [batch, length])
+    post = model.observe(obs, prev_action, is_first)
+    _expect_batch(f"observe(obs {list(model.observation_keys)} [B, T, ...], ...)", post, [batch, length])
     _expect_shape("features(observe(...))", model.features(post), [batch, length, f])
-    cont = model.observe(pixels, prev_action, torch.zeros_like(is_first), state=post[:, -1])
+    cont = model.observe(obs, prev_action, torch.zeros_like(is_first), state=post[:, -1])
     _expect_batch("observe(..., state=states[:, -1])", cont, [batch, length])
 
     start = post[:, -1]
@@ -369,7 +421,11 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
     _expect_shape("imagine(state, policy, horizon)[ACTION]", _expect_key("imagine(state, policy, horizon)", imag_p, keys.ACTION),
                   [batch, horizon, a])  # fmt: skip
 
-    _expect_shape("embed_goal(pixels [B, C, H, W])", model.embed_goal(pixels[:, 0]), [batch, f])
+    if pixels_only:
+        _expect_shape("embed_goal(pixels [B, C, H, W])", model.embed_goal(pixels[:, 0]), [batch, f])
+    else:  # goal images stay pixels: a model reading other observations refuses them
+        _expect_capability_error(model, "embed_goal from pixels (observation_keys != (PIXELS,))",
+                                 lambda: model.embed_goal(pixels[:, 0]))  # fmt: skip
 
     if model.has_reward:
         reward = _call_declared(model, "has_reward", "reward", lambda: model.reward(imag))
@@ -385,7 +441,7 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
 
     batch_td = TensorDict(
         {
-            keys.PIXELS: pixels,
+            **dict(obs.items()),
             keys.PREV_ACTION: prev_action,
             keys.ACTION: torch.rand(batch, length, a, generator=gen).to(device) * 2 - 1,
             keys.REWARD: torch.rand(batch, length, 1, generator=gen).to(device),

@@ -4,7 +4,7 @@ Alignment rule (the one place it is written; ``worldmodels/data/rows.py`` enforc
 ``tests/test_keys.py`` checks collected data against it). A stored sequence is a list of *rows*, one per
 observation. Row ``t`` holds:
 
-* ``pixels[t]``      the observation o_t,
+* ``pixels[t]``      the observation o_t (and ``proprio[t]``, its vector form, when the env emits it),
 * ``reward[t]``      the reward received on *arriving* at o_t (0 where ``is_first[t]``),
 * ``is_terminal[t]`` whether o_t is a true terminal state (False where ``is_first[t]``),
 * ``is_last[t]``     whether o_t is the last observation of its episode (terminal or time limit),
@@ -31,7 +31,9 @@ IS_FIRST = "is_first"  # bool [B,T,1]; row t starts an episode (model state rese
 IS_TERMINAL = "is_terminal"  # bool [B,T,1]; true end of the episode (not a time limit)
 IS_LAST = "is_last"  # bool [B,T,1]; last row of an episode (terminal or truncated)
 STATE = "state"  # float32 [B,T,S]; true simulator state (physics.get_state(): qpos, qvel, act), for success and probes
-PROPRIO = "proprio"  # float32 [B,T,P]; optional: the DMC observation dict flattened (proprioception)
+# float32 [B,T,P]; the DMC observation vector (its observation dict flattened in spec order), the model
+# input of env.observation proprio / both (STATE stays the simulator state, for success measures)
+PROPRIO = "proprio"
 GOAL_PIXELS = "goal_pixels"  # uint8 [B,C,H,W] (or [B,T,C,H,W] inside goal-task rollouts)
 GOAL_STATE = "goal_state"  # float32 [B,S_goal]; true state of the goal, for success measures
 SUCCESS = "success"  # bool [B,T,1]; goal tasks: success measured from the true state

@@ -31,7 +31,7 @@ def explorer_vs_random_on_replay(model, behaviour, replay, batch_size: int, sequ
     for _ in range(batches):
         batch = replay.sample(batch_size, sequence_length)
         with torch.no_grad():
-            start = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST]).reshape(-1)
+            start = model.observe(batch, batch[keys.PREV_ACTION], batch[keys.IS_FIRST]).reshape(-1)
         for name, value in behaviour.explorer_vs_random(start).items():
             totals[name] += value / batches
     return totals

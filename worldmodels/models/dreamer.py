@@ -9,7 +9,9 @@ reward head and optional discount (continuation) head, MLPs 4 x 400. Sizes defau
     L_kl = (1 - alpha) max(mean KL(q || sg(p)), free) + alpha max(mean KL(sg(q) || p), free)
 
 with unit-variance Gaussian image and reward likelihoods (summed over pixels; constants dropped, so
-``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame), a Bernoulli continuation ``c_t = 1 -
+``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame; the observation vector, when observed, adds
+``proprio_scale * loss/proprio``, ``0.5 * sum (v - v_hat)^2`` per step: DreamerV2's ``dist: mse`` MLP head),
+a Bernoulli continuation ``c_t = 1 -
 is_terminal_t``, KL balancing alpha = 0.8 and free nats after averaging (``free_avg``; methods.md
 section 3.1, :func:`worldmodels.models.distributions.kl_balanced`). Images are ``x / 255 - 0.5`` (DreamerV2
 ``preprocess``); :meth:`DreamerV2.decode` returns ``[0, 1]``.
@@ -32,7 +34,8 @@ from worldmodels.core import keys
 from worldmodels.core.interface import CapabilityError, LossOutput, check_shapes
 from worldmodels.core.config import DreamerConfig
 from worldmodels.models.distributions import KLOutput, kl_balanced
-from worldmodels.models.networks import MLP, ConvDecoder, ConvEncoder
+from worldmodels.models.init import initialize
+from worldmodels.models.networks import MLP
 from worldmodels.models.rssm import RSSM, Categorical, Gaussian
 from worldmodels.models.rssm_world_model import RSSMWorldModel
 
@@ -57,7 +60,10 @@ class DreamerV2(RSSMWorldModel):
     Args:
         config: :class:`DreamerConfig` (DreamerV2 ``dmc_vision`` defaults).
         action_dim: A.
-        image_shape: ``(C, H, W)``; ``conv_ha`` needs ``H = W = 64``.
+        image_shape: ``(C, H, W)`` of the env's pixels; ``conv_ha`` needs ``H = W = 64``.
+        observation: ``pixels`` (``dmc_vision``) | ``proprio`` (the DMC observation vector, ``dmc_proprio``:
+            MLP encoder/decoder 4 x 400; no symlog as in DreamerV2 unless ``proprio_symlog``) | ``both`` (embeddings concatenated).
+        proprio_dim: P, size of ``keys.PROPRIO`` (needed unless ``observation == "pixels"``).
 
     Capabilities: ``has_embedding`` (every RSSM model); ``has_continuation`` exactly when
     ``config.pred_discount`` (the discount head exists): :meth:`continuation` then predicts the
@@ -76,11 +82,17 @@ class DreamerV2(RSSMWorldModel):
     has_decoder = True
     has_reward = True
 
-    def __init__(self, config: DreamerConfig, action_dim: int, image_shape: tuple[int, int, int] = (3, 64, 64)):
+    def __init__(
+        self,
+        config: DreamerConfig,
+        action_dim: int,
+        image_shape: tuple[int, int, int] = (3, 64, 64),
+        observation: str = "pixels",
+        proprio_dim: int = 0,
+    ):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.image_shape = tuple(image_shape)
         self.has_continuation = config.pred_discount
         self.has_reward = config.reward_scale > 0  # a head trained with scale 0 (LEXA) predicts nothing
         act = config.activation
@@ -88,16 +100,18 @@ class DreamerV2(RSSMWorldModel):
             stoch = Categorical(classes=config.classes, groups=config.stoch_dim)
         else:
             stoch = Gaussian(config.stoch_dim, config.min_std)
-        self.encoder = ConvEncoder(self.image_shape, config.cnn_depth, act)
-        self.rssm = RSSM(
-            action_dim, self.encoder.output_dim, config.deter_dim, stoch, config.hidden_dim, act, layer_norm=True
+        embed_dim = self._build_observation_model(
+            observation, image_shape, proprio_dim, config.cnn_depth, config.proprio_units, config.proprio_layers, act,
+            config.proprio_symlog,
         )
+        self.rssm = RSSM(action_dim, embed_dim, config.deter_dim, stoch, config.hidden_dim, act, layer_norm=True)
         self.feature_dim = self.rssm.feature_dim
-        self.decoder = ConvDecoder(self.feature_dim, self.image_shape, config.cnn_depth, act)
+        self._build_decoders(self.feature_dim)
         self.reward_head = MLP(self.feature_dim, 1, config.mlp_units, config.mlp_layers, act)
         self.discount_head = (
             MLP(self.feature_dim, 1, config.mlp_units, config.mlp_layers, act) if config.pred_discount else None
         )
+        initialize(self, config.init)
 
     # ------------------------------------------------------------------ interface
 
@@ -115,9 +129,6 @@ class DreamerV2(RSSMWorldModel):
                 "DreamerV2 has no continuation head (has_continuation=False); build it with model.pred_discount=true."
             )
         return torch.sigmoid(self.discount_head(self.features(state)))
-
-    def decode(self, state: TensorDict) -> Tensor:
-        return postprocess(self.decoder(self.features(state)))
 
     # ------------------------------------------------------------------ training
 
@@ -139,23 +150,22 @@ class DreamerV2(RSSMWorldModel):
         KL(q || p) in nats), ``entropy/prior``, ``entropy/posterior`` (categorical latents).
         """
         cfg = self.config
-        pixels, prev_action = batch[keys.PIXELS], batch[keys.PREV_ACTION]
-        reward, is_first = batch[keys.REWARD], batch[keys.IS_FIRST]
-        self._check_sequence(pixels, prev_action, is_first)
-        b, t = pixels.shape[:2]
+        prev_action, reward, is_first = batch[keys.PREV_ACTION], batch[keys.REWARD], batch[keys.IS_FIRST]
+        tensors = self._observations(batch, prev_action, is_first)
+        b, t = prev_action.shape[:2]
         check_shapes(keys.REWARD, reward, [b, t, 1])
 
-        frames, embed = self._embed(pixels)  # [B*T,C,H,W], [B,T,E]
+        targets, embed = self._embed(tensors)  # frames [B*T,C,H,W] / vector [B,T,P]; [B,T,E]
         post = self.rssm.observe(embed, prev_action, is_first)  # [B,T]
         prior = self.rssm.prior(post[keys.DETER])  # [B,T] statistics of p(z_t | h_t)
         feats = self.features(post)  # [B,T,F]
 
-        recon = self.decoder(feats.reshape(b * t, -1))  # [B*T,C,H,W]
-        image_loss = 0.5 * (recon - frames).pow(2).sum() / (b * t)
+        recon = self._reconstruction(targets, feats)  # loss/image and/or loss/proprio
         reward_loss = 0.5 * (self.reward_head(feats) - reward).pow(2).mean()
         kl = self.kl_loss(post, prior)
-        metrics = {"loss/image": image_loss, "loss/reward": reward_loss, "loss/kl": kl.loss, "kl/raw": kl.value}
-        total = image_loss + cfg.reward_scale * reward_loss + kl.loss
+        metrics = {**recon, "loss/reward": reward_loss, "loss/kl": kl.loss, "kl/raw": kl.value}
+        scales = {"loss/image": 1.0, "loss/proprio": cfg.proprio_scale}
+        total = sum(scales[k] * v for k, v in recon.items()) + cfg.reward_scale * reward_loss + kl.loss
         if self.discount_head is not None:
             check_shapes(keys.IS_TERMINAL, batch[keys.IS_TERMINAL], [b, t, 1], torch.bool)
             target = 1.0 - batch[keys.IS_TERMINAL].to(feats.dtype)  # [B,T,1]
@@ -168,7 +178,7 @@ class DreamerV2(RSSMWorldModel):
                 metrics["entropy/posterior"] = _categorical_entropy(post[keys.LOGITS]).mean()
         metrics["loss/total"] = total
         metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
-        return LossOutput(total, metrics_td, post.detach(), embed.detach())
+        return LossOutput(total, metrics_td, post.detach(), embed.detach() if self.has_embedding else None)
 
 
 

@@ -1,4 +1,4 @@
-"""Pixel encoder/decoder and MLP shared by the RSSM world models.
+"""Pixel encoder/decoder, observation-vector encoder and MLP shared by the RSSM world models.
 
 The conv encoder/decoder are PlaNet's ``conv_ha`` (Hafner et al. 2019, ``planet/networks/conv_ha.py``),
 the World Models architecture (Ha & Schmidhuber 2018) that DreamerV2 also uses:
@@ -202,4 +202,39 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-__all__ = ["ConvEncoder", "ConvDecoder", "MLP", "activation_module", "subpixel_deconv", "IMAGE_SIZE"]
+class VectorEncoder(nn.Module):
+    """MLP embedding of an observation vector (DreamerV2 ``Encoder._mlp``): ``layers`` dense layers of
+    ``units``, each followed by the activation, so the embedding is the last hidden layer.
+
+    The decoder of the vector is a plain :class:`MLP` ``F -> [units] * layers -> P`` (DreamerV2
+    ``Decoder._mlp`` + its ``DistLayer`` mean, a unit-variance Gaussian: ``dist: mse``).
+
+    Args:
+        in_dim: P, size of the observation vector.
+        units: width (DreamerV2: 400).
+        layers: dense layers (DreamerV2: 4).
+        activation: ``"relu"``, ``"elu"`` or ``"silu"``.
+
+    Shapes:
+        ``[*batch, P] -> [*batch, units]``.
+    """
+
+    def __init__(self, in_dim: int, units: int, layers: int, activation: str = "elu"):
+        super().__init__()
+        if in_dim < 1 or units < 1 or layers < 1:
+            raise ValueError(f"VectorEncoder needs in_dim, units, layers >= 1, got {in_dim}, {units}, {layers}.")
+        modules: list[nn.Module] = []
+        width = in_dim
+        for _ in range(layers):
+            modules += [nn.Linear(width, units), activation_module(activation)]
+            width = units
+        self.net = nn.Sequential(*modules)
+        self.in_dim, self.output_dim = in_dim, units
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"VectorEncoder expects vectors [..., {self.in_dim}], got {list(x.shape)}.")
+        return self.net(x)
+
+
+__all__ = ["ConvEncoder", "ConvDecoder", "MLP", "VectorEncoder", "activation_module", "subpixel_deconv", "IMAGE_SIZE"]

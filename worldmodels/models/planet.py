@@ -8,7 +8,9 @@ Gaussian RSSM (deter 200, stoch 30, hidden 200, min std 0.1, ReLU), ``conv_ha`` 
         + kl_scale * mean_{b,t} max(KL(q(s_t | s_{t-1}, a_{t-1}, o_t) || p(s_t | s_{t-1}, a_{t-1})), free_nats)
 
 with unit-variance Gaussian likelihoods (summed over pixels; additive constants dropped, so
-``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame). Images are quantised to ``image_bits``
+``loss/image`` is ``0.5 * sum (x - x_hat)^2`` per frame; with ``env.observation`` proprio or both, the
+observation vector's ``loss/proprio = 0.5 * sum (v - v_hat)^2`` per step joins or replaces it).
+Images are quantised to ``image_bits``
 with uniform dequantisation noise (PlaNet ``tools/preprocess.py``, as in Glow, Kingma & Dhariwal
 2018, Sec. 5; see :func:`preprocess`). Latent overshooting (paper Eq. 7) is an option, see
 :meth:`PlaNet.overshooting_kl`.
@@ -17,7 +19,6 @@ with uniform dequantisation noise (PlaNet ``tools/preprocess.py``, as in Glow, K
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import Tensor
 
@@ -25,7 +26,8 @@ from worldmodels.core import keys
 from worldmodels.core.interface import LossOutput, check_shapes
 from worldmodels.core.config import PlaNetConfig
 from worldmodels.models.distributions import gaussian_kl, gaussian_params, kl_free_nats
-from worldmodels.models.networks import MLP, ConvDecoder, ConvEncoder
+from worldmodels.models.init import initialize
+from worldmodels.models.networks import MLP
 from worldmodels.models.rssm import RSSM, Gaussian
 from worldmodels.models.rssm_world_model import RSSMWorldModel
 
@@ -63,7 +65,10 @@ class PlaNet(RSSMWorldModel):
     Args:
         config: :class:`PlaNetConfig` (paper defaults).
         action_dim: A.
-        image_shape: ``(C, H, W)``; ``conv_ha`` needs ``H = W = 64``.
+        image_shape: ``(C, H, W)`` of the env's pixels; ``conv_ha`` needs ``H = W = 64``.
+        observation: ``pixels`` | ``proprio`` (the DMC observation vector, MLP encoder/decoder of
+            ``proprio_layers x proprio_units``; ours, PlaNet has none) | ``both`` (embeddings concatenated).
+        proprio_dim: P, size of ``keys.PROPRIO`` (needed unless ``observation == "pixels"``).
 
     Example:
         >>> model = PlaNet(PlaNetConfig(), action_dim=6)
@@ -76,31 +81,38 @@ class PlaNet(RSSMWorldModel):
     has_decoder = True
     has_reward = True
 
-    def __init__(self, config: PlaNetConfig, action_dim: int, image_shape: tuple[int, int, int] = (3, 64, 64)):
+    def __init__(
+        self,
+        config: PlaNetConfig,
+        action_dim: int,
+        image_shape: tuple[int, int, int] = (3, 64, 64),
+        observation: str = "pixels",
+        proprio_dim: int = 0,
+    ):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.image_shape = tuple(image_shape)
-        self.encoder = ConvEncoder(self.image_shape, config.cnn_depth, config.activation)
+        embed_dim = self._build_observation_model(
+            observation, image_shape, proprio_dim, config.cnn_depth, config.proprio_units, config.proprio_layers,
+            config.activation, config.proprio_symlog,
+        )  # fmt: skip
         self.rssm = RSSM(
             action_dim,
-            self.encoder.output_dim,
+            embed_dim,
             config.deter_dim,
             Gaussian(config.stoch_dim, config.min_std),
             config.hidden_dim,
             config.activation,
         )
         self.feature_dim = self.rssm.feature_dim
-        self.decoder = ConvDecoder(self.feature_dim, self.image_shape, config.cnn_depth, config.activation)
+        self._build_decoders(self.feature_dim)
         self.reward_head = MLP(self.feature_dim, 1, config.reward_units, config.reward_layers, config.activation)
+        initialize(self, config.init)
 
     # ------------------------------------------------------------------ interface
 
     def _preprocess(self, frames: Tensor, noise: bool) -> Tensor:
         return preprocess(frames, self.config.image_bits, noise)
-
-    def decode(self, state: TensorDict) -> Tensor:
-        return postprocess(self.decoder(self.features(state)))
 
     # ------------------------------------------------------------------ training
 
@@ -111,33 +123,31 @@ class PlaNet(RSSMWorldModel):
         (mean KL in nats before the clamp), ``loss/overshooting`` (if enabled), ``loss/total``.
         """
         cfg = self.config
-        pixels, prev_action = batch[keys.PIXELS], batch[keys.PREV_ACTION]
-        reward, is_first = batch[keys.REWARD], batch[keys.IS_FIRST]
-        self._check_sequence(pixels, prev_action, is_first)
-        b, t = pixels.shape[:2]
+        prev_action, reward, is_first = batch[keys.PREV_ACTION], batch[keys.REWARD], batch[keys.IS_FIRST]
+        tensors = self._observations(batch, prev_action, is_first)
+        b, t = prev_action.shape[:2]
         check_shapes(keys.REWARD, reward, [b, t, 1])
 
-        frames, embed = self._embed(pixels, noise=True)  # [B*T,C,H,W], [B,T,E]
+        targets, embed = self._embed(tensors, noise=True)  # frames [B*T,C,H,W] / vector [B,T,P]; [B,T,E]
         post = self.rssm.observe(embed, prev_action, is_first)
         prior = self.rssm.prior(post[keys.DETER])
         feats = self.features(post)  # [B,T,F]
 
-        recon = self.decoder(feats.reshape(b * t, -1))  # [B*T,C,H,W]
-        image_loss = 0.5 * F.mse_loss(recon, frames, reduction="sum") / (b * t)  # fused, no temporaries
+        recon = self._reconstruction(targets, feats)  # loss/image and/or loss/proprio
         reward_loss = 0.5 * (self.reward_head(feats) - reward).pow(2).mean()
         kl = gaussian_kl(post[keys.MEAN], post[keys.STD], prior[keys.MEAN], prior[keys.STD])  # [B,T]
         kl_loss = cfg.kl_scale * kl_free_nats(kl, cfg.free_nats)
 
-        metrics = {"loss/image": image_loss, "loss/reward": reward_loss, "kl/raw": kl.mean()}
+        metrics = {**recon, "loss/reward": reward_loss, "kl/raw": kl.mean()}
         if cfg.overshooting_distance > 1:
             over = self.overshooting_kl(post, prev_action, is_first)
             metrics["loss/overshooting"] = over
             kl_loss = (kl_loss + cfg.overshooting_scale * over) / cfg.overshooting_distance
         metrics["loss/kl"] = kl_loss
-        total = image_loss + cfg.reward_scale * reward_loss + kl_loss
+        total = sum(recon.values()) + cfg.reward_scale * reward_loss + kl_loss
         metrics["loss/total"] = total
         metrics_td = TensorDict({k: v.detach() for k, v in metrics.items()}, batch_size=[])
-        return LossOutput(total, metrics_td, post.detach(), embed.detach())
+        return LossOutput(total, metrics_td, post.detach(), embed.detach() if self.has_embedding else None)
 
     def overshooting_kl(self, post: TensorDict, prev_action: Tensor, is_first: Tensor) -> Tensor:
         """Latent overshooting KL terms for distances d = 2..D (PlaNet paper Eq. 7).

@@ -35,7 +35,7 @@ from tensordict import TensorDict
 from torch import Tensor
 
 from worldmodels.core import keys
-from worldmodels.core.interface import LossOutput, Policy, WorldModel, check_shapes
+from worldmodels.core.interface import LossOutput, Policy, WorldModel, check_shapes, observation_tensors
 from worldmodels.core.config import PLDMConfig
 from worldmodels.models.networks import MLP
 from worldmodels.models.pldm_networks import ImpalaEncoder, ResidualGRUPredictor
@@ -81,11 +81,14 @@ class PLDM(WorldModel):
         """``z = Enc(o)``. Shapes: uint8 ``[..., C, H, W]`` -> ``[..., Z]``."""
         return self.encoder(preprocess(pixels.to(self.device)))
 
-    def observe(self, pixels: Tensor, prev_action: Tensor, is_first: Tensor, state: TensorDict | None = None) -> TensorDict:
+    def observe(self, obs: TensorDict | Tensor, prev_action: Tensor, is_first: Tensor,
+                state: TensorDict | None = None) -> TensorDict:  # fmt: skip
         """Encode each frame independently (``prev_action``, ``is_first``, ``state`` only validated).
 
-        Shapes: pixels uint8 ``[B,T,C,H,W]``, prev_action ``[B,T,A]``, is_first ``[B,T,1]`` -> ``[B,T]``.
+        Shapes: obs[PIXELS] (or a bare pixel tensor) uint8 ``[B,T,C,H,W]``, prev_action ``[B,T,A]``,
+        is_first ``[B,T,1]`` -> ``[B,T]``.
         """
+        pixels = observation_tensors(self, obs)[keys.PIXELS]
         check_shapes("pixels", pixels, [None, None, *self.image_shape], torch.uint8)
         b, t = pixels.shape[:2]
         check_shapes("prev_action", prev_action, [b, t, self.action_dim])

@@ -105,7 +105,7 @@ class ProbeDecoder(nn.Module):
 def frozen_features(model: WorldModel, batch: TensorDict) -> Tensor:
     """``features(observe(batch))`` with no graph to the model: ``[B, T, F]`` (model in eval mode)."""
     with evaluation_mode(model):
-        post = model.observe(batch[keys.PIXELS], batch[keys.PREV_ACTION], batch[keys.IS_FIRST])  # [B,T]
+        post = model.observe(batch, batch[keys.PREV_ACTION], batch[keys.IS_FIRST])  # [B,T]; reads its observation keys
         return model.features(post).detach()  # [B,T,F]
 
 

@@ -43,7 +43,7 @@ from worldmodels.viz.openloop import log_openloop
 class MethodParts(Protocol):
     """What the online loop asks of a method; ``worldmodels.methods.Method`` provides it."""
 
-    def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int]): ...
+    def make_model(self, cfg: RunConfig, action_dim: int, image_shape: tuple[int, int, int], proprio_dim: int = 0): ...
 
     def make_behaviour(self, cfg: RunConfig, model): ...
 
@@ -92,6 +92,15 @@ class OnlineRun:
         return (self.replay.rows_added - self.replay.episodes_added) * self.env.action_repeat
 
 
+def env_observation_sizes(env) -> tuple[tuple[int, int, int], int]:
+    """``(image_shape (C, H, W), proprio_dim P)`` from an env's observation spec (P = 0 without ``keys.PROPRIO``;
+    a DMC env that renders no pixels gives its ``image_shape``, what its ``render()`` would draw)."""
+    spec = env.observation_spec
+    proprio = int(spec[keys.PROPRIO].shape[-1]) if keys.PROPRIO in spec.keys() else 0
+    image_shape = spec[keys.PIXELS].shape[-3:] if keys.PIXELS in spec.keys() else env.image_shape
+    return tuple(image_shape), proprio
+
+
 def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team | None = None,
               replay_dir: Path | None = None) -> OnlineRun:  # fmt: skip
     """Construct env, model, optimiser, behaviour learner, replay and logger for ``cfg``.
@@ -102,8 +111,7 @@ def build_run(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team | N
     device = team.device(resolve_device(cfg.device))
     env = make_batched_env(cfg.env, seed=cfg.seed) if team.is_leader else make_env(cfg.env, seed=cfg.seed)
     action_dim = env.action_spec.shape[-1]
-    image_shape = tuple(env.observation_spec[keys.PIXELS].shape[-3:])
-    model = method.make_model(cfg, action_dim, image_shape).to(device)
+    model = method.make_model(cfg, action_dim, *env_observation_sizes(env)).to(device)
     behaviour = method.make_behaviour(cfg, model)
     if behaviour is not None:
         behaviour.to(device)

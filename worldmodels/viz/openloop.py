@@ -111,10 +111,10 @@ def openloop(
                       "predictions past it are not comparable with the truth.", stacklevel=2)
 
     with torch.no_grad(), evaluation_mode(model), evaluation_mode(probe if probe is not None else nn.Identity()):
-        posterior = model.observe(pixels[:, :context], prev_action[:, :context], is_first[:, :context])  # [B,C]
+        posterior = model.observe(batch[:, :context], prev_action[:, :context], is_first[:, :context])  # [B,C]
         imagined = model.imagine(posterior[:, -1], prev_action[:, context:])  # [B,H]; action[C-1:C-1+H]
         frames = torch.cat([_decode(model, posterior, probe), _decode(model, imagined, probe)], dim=1)
-        full = model.observe(pixels, prev_action, is_first)  # [B,T] filtered on every frame
+        full = model.observe(batch, prev_action, is_first)  # [B,T] filtered on every frame
         rollout_features = torch.cat([model.features(posterior), model.features(imagined)], dim=1)  # [B,T,F]
         latent_error = (rollout_features - model.features(full)).pow(2).mean(-1).float()  # [B,T]
         reward_pred = None
