@@ -60,6 +60,7 @@ import torch
 
 from planners.builder import PLANNERS, sequences_per_plan
 from worldmodels.core.config import RunConfig, load_config, with_overrides
+from worldmodels.core.files import atomic_write_json
 from worldmodels.evaluation.two_rooms import DIFFICULTY_BINS, evaluate_goal_reaching, sample_same_room_pairs
 from worldmodels.methods import load_trained, train
 from worldmodels.training.budget import BUDGET_KEYS, BudgetSpent
@@ -164,9 +165,10 @@ def bench_run(config: str | None, overrides: list[str], run_dir: Path, variant: 
             row.update(variant=variant, run_dir=str(run_dir), updates=updates,
                        paper=PAPER.get(variant) if pairs == "cross-room" else None)  # fmt: skip
             rows.append(row)
-            print(f"{variant} {pairs} {planner}: success {row['success_rate']:.2f} over {row['episodes']} pairs "
-                  f"({row['eval_s']:.0f} s)", flush=True)  # fmt: skip
-    (run_dir / RESULTS).write_text(json.dumps(rows, indent=1))
+            atomic_write_json(run_dir / RESULTS, rows)  # after every row: an interrupted sweep keeps its rows
+            print(f"{variant} {pairs} {planner}: success {row['success_rate']:.2f} "
+                  f"[{row['success_ci95_low']:.2f}, {row['success_ci95_high']:.2f}] over {row['episodes']} pairs, "
+                  f"random {row['random_success_rate']:.2f} ({row['eval_s']:.0f} s)", flush=True)  # fmt: skip
     return rows
 
 
