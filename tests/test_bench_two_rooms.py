@@ -9,7 +9,8 @@ TINY = [
     "offline.checkpoint_every=3", "replay.batch_size=4", "replay.sequence_length=5", "log.progress=false",
     "model.encoder_channels=[4,4,4]", "model.latent_dim=8", "model.predictor_hidden=8", "model.idm_hidden=8",
     "mppi.horizon=4", "mppi.samples=8", "mppi.iterations=1", "gradient.horizon=4", "gradient.iterations=2",
-    "gradient.restarts=2",
+    "gradient.restarts=2", "icem.horizon=4", "icem.population=8", "icem.elites=2", "cem.horizon=4",
+    "cem.candidates=8", "cem.top_k=2",
 ]  # fmt: skip
 
 
@@ -48,7 +49,8 @@ def test_one_variant_two_planners_end_to_end(tmp_path, capsys):
     assert rows[-1]["paper"] is None and rows[-1]["updates"] == 3
 
     # planner settings apply to a reused run's evaluation; training settings are reported as not applied
-    rows = bt.main(["configs/pldm_two_rooms_cpu.yaml", "mppi.samples=5", "mppi.iterations=2", "replay.batch_size=7",
+    rows = bt.main(["configs/pldm_two_rooms_cpu.yaml", "planner=mppi", "mppi.samples=5", "mppi.iterations=2",
+                    "replay.batch_size=7",
                     "--run-dir", str(tmp_path / "wc0"), "--episodes", "2", "--steps", "5", "--cost-steps", "last_k",
                     "--device", "cpu"])  # fmt: skip
     assert rows[0]["sequences_per_plan"] == 10 and rows[0]["cost_steps"] == "last_k"
@@ -67,8 +69,8 @@ def test_planning_from_config_takes_only_the_planner_settings():
 
     run = load_config("configs/pldm_two_rooms_cpu.yaml", ["mppi.samples=5", "offline.eval_shrink_horizon=false",
                                                           "replay.batch_size=3"])  # fmt: skip
-    source = load_config("configs/pldm_two_rooms_cpu.yaml", ["planner=icem"])
+    source = load_config("configs/pldm_two_rooms_cpu.yaml", ["planner=cem", "icem.population=70"])
     merged = bt.planning_from(source, run)
-    assert merged.mppi == source.mppi and merged.icem == source.icem and merged.planner == "icem"
+    assert merged.mppi == source.mppi and merged.icem == source.icem and merged.planner == "cem"
     assert merged.offline.eval_shrink_horizon is True and merged.replay.batch_size == 3
     assert merged.offline.updates == run.offline.updates

@@ -158,7 +158,7 @@ def test_resume_of_missing_run_is_clear(tmp_path, capsys):
 def test_pldm_trains_offline_and_evaluates_goal_reaching(tmp_path, capsys):
     config = Path(__file__).parent.parent / "configs" / "pldm_two_rooms_cpu.yaml"
     run = tmp_path / "pldm"
-    overrides = ["offline.n_trajectories=40", "offline.updates=6", "offline.log_every=3", "mppi.samples=16",
+    overrides = ["offline.n_trajectories=40", "offline.updates=6", "offline.log_every=3", "planner=mppi", "mppi.samples=16",
                  "mppi.horizon=4", "mppi.iterations=1", "env.episode_length=5", "log.progress=false"]  # fmt: skip
     assert main(["train", str(config), *overrides, "--run-dir", str(run)]) == 0
     assert (run / "checkpoints" / "latest.pt").is_file() and (run / "data" / "dataset.json").is_file()

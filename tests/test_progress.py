@@ -119,7 +119,8 @@ def test_offline_time_budget_bar_counts_minutes_and_final_eval_is_written(tmp_pa
     from pathlib import Path
 
     config = Path(__file__).parent.parent / "configs" / "pldm_two_rooms_cpu.yaml"
-    overrides = ["offline.n_trajectories=40", "offline.updates=100000", "offline.log_every=3", "mppi.samples=16",
+    overrides = ["offline.n_trajectories=40", "offline.updates=100000", "offline.log_every=3", "planner=mppi",
+                 "mppi.samples=16",
                  "mppi.horizon=4", "mppi.iterations=1", "env.episode_length=5", "offline.eval_episodes=3",
                  "train.max_minutes=0.005", "log.tensorboard=false"]  # fmt: skip
     run_dir = train(load_config(config, overrides), run_dir=tmp_path / "run")
