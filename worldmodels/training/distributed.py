@@ -105,6 +105,15 @@ class Team:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value) -> list:
+        """Every rank's ``value``, in rank order, on every rank (``all_gather_object``; ``[value]`` on a
+        team of one). Sharded evaluations (``evaluation.goal_sets``, ``evaluation.returns``) merge with it."""
+        if not self.is_distributed:
+            return [value]
+        parts = [None] * self.world_size
+        dist.all_gather_object(parts, value)
+        return parts
+
     def share_state(self, model: torch.nn.Module, optimizer, behaviour) -> None:
         """Copy the leader's model, optimiser and behaviour state (freshly built or restored) to every rank."""
         if not self.is_distributed:
