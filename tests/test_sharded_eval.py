@@ -5,6 +5,8 @@ so the test checks the per-episode seeds (env start state, agent noise) as well 
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +21,14 @@ from worldmodels.core.config import load_config
 from worldmodels.evaluation.goal_sets import run_goal_set
 from worldmodels.evaluation.returns import evaluate_seeded
 from worldmodels.evaluation.sharding import merged, my_share
-from worldmodels.training.distributed import Team
+from worldmodels.training.distributed import Team, follow
 
 GOALS = load_config(None, ["env.domain=point_mass", "env.task=easy", "env.episode_length=8", "env.action_repeat=2",
                      "replay.sequence_length=4"])
 RETURNS = load_config(None, ["env.domain=cartpole", "env.task=swingup", "env.episode_length=16", "env.action_repeat=4",
                        "replay.sequence_length=4"])
 EPISODES_PER_GOAL, RETURN_EPISODES = 2, 3
+REPO = Path(__file__).resolve().parents[1]
 
 
 class NoisyAgent:
@@ -57,12 +60,31 @@ def evaluations(team=None) -> dict:
     return {"goals": goals, "returns": returns}
 
 
+def announced_evaluation(team: Team) -> list:
+    """The leader announces a sharded evaluation (``Team.send_evaluate``) and runs its share; the follower,
+    inside :func:`follow`, runs its own and both meet at the gather. Returns the merged items on each rank."""
+    def share(name):
+        return merged([{"item": i, "rank": team.rank, "name": name} for i in my_share(range(5), team)], team, "item")
+
+    if team.is_leader:
+        team.send_evaluate("goals")
+        result = share("goals")
+        team.send_stop()
+        return result
+    results = []
+    assert follow(team, replay=None, update=None, evaluate=lambda name: results.append(share(name))) == 0
+    return results[0]
+
+
 def _rank(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        result = evaluations(Team(rank, 2))
+        team = Team(rank, 2)
+        announced = announced_evaluation(team)
+        result = evaluations(team)
         result["started"] = NoisyAgent.started
+        result["announced"] = announced
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
@@ -80,6 +102,10 @@ def test_two_ranks_split_the_episodes_and_merge_to_one_processs_result(two_ranks
     goal_episodes = num_goals("point_mass") * EPISODES_PER_GOAL
     # each rank ran its half (the goal-set episodes, then the return episodes), not everything
     assert [r.pop("started") for r in ranks] == [goal_episodes // 2 + 2, goal_episodes // 2 + 1]
+    # a follower told to evaluate (LEXA's goal set during training) runs its share and meets the leader
+    for r in ranks:
+        assert [(a["item"], a["rank"], a["name"]) for a in r.pop("announced")] == [
+            (0, 0, "goals"), (1, 1, "goals"), (2, 0, "goals"), (3, 1, "goals"), (4, 0, "goals")]
     assert ranks[0] == ranks[1]  # every rank returns the merged result
     alone = json.loads(json.dumps(evaluations()))  # one process, the same seeds
     assert ranks[0] == alone
@@ -102,3 +128,36 @@ def test_a_share_is_every_kth_item_and_the_merge_restores_the_order():
     assert my_share(range(7), FakeTeam(1, 3)) == [1, 4]
     assert my_share(range(7), None) == list(range(7))
     assert [r["item"] for r in merged([], FakeTeam(0, 3), "item")] == list(range(7))
+
+
+# ----------------------------------------------------------------------------- torchrun end to end
+
+
+@pytest.mark.slow
+def test_torchrun_eval_splits_goals_and_returns_and_prints_what_one_process_does(tmp_path):
+    from test_cli import TINY_POINT_MASS
+    from test_distributed import SUBPROCESS_ENV, torchrun
+
+    from worldmodels.methods import train
+
+    run = train(load_config(None, TINY_POINT_MASS + ["env.episode_length=16"]), run_dir=tmp_path / "run")
+
+    def alone(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "worldmodels.cli", *args], env=SUBPROCESS_ENV, cwd=REPO,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    goals = ["eval", str(run), "--goals", "point_mass", "--episodes", "2"]
+    one = json.loads(alone(*goals))
+    two = torchrun(2, *goals)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads(two.stdout) == one  # one JSON document: only rank 0 printed
+
+    returns = ["eval", str(run), "--episodes", "3"]
+    one_line = alone(*returns)
+    one = json.loads((run / "eval.json").read_text())
+    two = torchrun(2, *returns)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout == one_line and json.loads((run / "eval.json").read_text()) == one
+    assert len(set(one["returns"])) == 3
