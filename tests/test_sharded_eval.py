@@ -160,4 +160,4 @@ def test_torchrun_eval_splits_goals_and_returns_and_prints_what_one_process_does
     two = torchrun(2, *returns)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout == one_line and json.loads((run / "eval.json").read_text()) == one
-    assert len(set(one["returns"])) == 3
+    assert len(one["returns"]) == 3  # (point_mass's sparse reward: 0 in these short episodes; see the test above)
