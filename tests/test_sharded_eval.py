@@ -161,3 +161,31 @@ def test_torchrun_eval_splits_goals_and_returns_and_prints_what_one_process_does
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout == one_line and json.loads((run / "eval.json").read_text()) == one
     assert len(one["returns"]) == 3  # (point_mass's sparse reward: 0 in these short episodes; see the test above)
+
+
+@pytest.mark.slow
+def test_torchrun_lexa_training_shares_its_goal_evaluations_with_the_follower(tmp_path):
+    from test_distributed import torchrun
+
+    from worldmodels.core.config import save_config
+    from worldmodels.training.logger import read_metrics
+
+    config = tmp_path / "lexa.yaml"
+    save_config(load_config(None, [
+        "method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher",
+        "env.episode_length=16", "env.action_repeat=2",
+        "model.deter_dim=16", "model.hidden_dim=16", "model.stoch_dim=6", "model.cnn_depth=4",
+        "model.mlp_layers=1", "model.mlp_units=16",
+        "actor_critic.horizon=3", "actor_critic.layers=1", "actor_critic.units=16",
+        "lexa.ensemble_members=3", "lexa.ensemble_layers=1", "lexa.ensemble_units=16", "lexa.temporal_pairs=8",
+        "lexa.goal_eval_every=2",
+        "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
+        "train.seed_episodes=1", "train.total_episodes=2", "train.updates_per_episode=2", "train.eval_every=0",
+        "log.progress=false", "log.tensorboard=false", "device=cpu",
+    ]), config)  # fmt: skip
+    result = torchrun(2, "train", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_metrics(tmp_path / "run")
+    # the in-training and the final goal-set evaluation both met the follower at their gather (no hang, one row each)
+    assert len([r for r in records if "eval/goal_success" in r]) == 1
+    assert len([r for r in records if "final/goal_success" in r]) == 1
