@@ -1,7 +1,11 @@
 """Evaluations split across 2 gloo ranks (``evaluation.sharding``) equal one process's, in content and order.
 
-A toy agent whose actions depend on the goal image and on the torch RNG stands in for a trained one,
-so the test checks the per-episode seeds (env start state, agent noise) as well as the merge.
+* ``run_goal_set`` and ``returns.evaluate_seeded`` on 2 spawned ranks: each runs half the episodes and
+  both return exactly the one-process result. A toy agent whose actions depend on the goal image and
+  on the torch RNG stands in for a trained one, so the per-episode seeds are checked with the merge.
+* A follower told ``("evaluate", name)`` inside ``follow`` runs its share and meets the leader.
+* (slow) ``torchrun --nproc_per_node=2 -m worldmodels.cli eval`` (goals and returns) prints what one
+  process prints; a torchrun LEXA run's in-training and final goal evaluations complete.
 """
 
 import json
