@@ -132,6 +132,7 @@ def test_a_share_is_every_kth_item_and_the_merge_restores_the_order():
     assert my_share(range(7), FakeTeam(1, 3)) == [1, 4]
     assert my_share(range(7), None) == list(range(7))
     assert [r["item"] for r in merged([], FakeTeam(0, 3), "item")] == list(range(7))
+    assert Team().gather({"a": 1}) == [{"a": 1}]  # a team of one gathers its own value, no process group
 
 
 # ----------------------------------------------------------------------------- torchrun end to end
