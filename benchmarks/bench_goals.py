@@ -13,6 +13,10 @@ marks a row whose start distances differ from random's). Rows: LEXA runs act wit
 any ``--planners`` on latent distance); other runs with each of ``--planners`` (default: the run's own).
 For LEXA runs it also prints the explorer's imagined intrinsic reward beside that of random actions.
 Writes ``--out`` (JSON with every row's summary and per-goal results).
+
+Under ``torchrun --standalone --nproc_per_node=K benchmarks/bench_goals.py --run-dir RUN ...`` the
+episodes of every row are split across the K processes (``run_goal_set``'s sharding; the same table
+for every K) and rank 0 alone prints and writes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from worldmodels.evaluation.goal_sets import run_goal_set
 from worldmodels.evaluation.goal_table import goal_table, summarise
 from worldmodels.evaluation.lexa import explorer_vs_random_on_replay
 from worldmodels.methods import load_trained, train
+from worldmodels.training.distributed import Team
 
 
 def agents_of(trained, planners: list[str], metric: str | None) -> dict:
@@ -66,6 +71,14 @@ def main() -> None:
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
     args = parser.parse_args()
+    team = Team.from_environment()  # torchrun: the ranks share every row's episodes (a team of one otherwise)
+    try:
+        run_benchmark(parser, args, team)
+    finally:
+        team.shutdown()
+
+
+def run_benchmark(parser, args, team: Team) -> None:
     runs = []
     for run_dir in args.run_dir or ([None] if args.config else []):
         if run_dir and (Path(run_dir) / "checkpoints" / "latest.pt").exists():
@@ -89,17 +102,19 @@ def main() -> None:
             entry = results.setdefault(task_set, {"rows": []})
             if "random" not in entry:  # the goal envs' seeds fix the starts; random actions once per goal set
                 torch.manual_seed(0)
-                entry["random"] = run_goal_set(cfg, task_set, lambda goal_pixels: None, args.episodes)
+                entry["random"] = run_goal_set(cfg, task_set, lambda goal_pixels: None, args.episodes, team=team)
             for label, agent_for in agents_of(trained, planners, args.metric).items():
                 torch.manual_seed(0)
-                result = run_goal_set(cfg, task_set, agent_for, args.episodes)
+                result = run_goal_set(cfg, task_set, agent_for, args.episodes, team=team)
                 entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}", result))
-        if isinstance(trained.behaviour, LexaBehaviour) and args.intrinsic_batches > 0:
+        if isinstance(trained.behaviour, LexaBehaviour) and args.intrinsic_batches > 0 and team.is_leader:
             replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
             torch.manual_seed(0)
             intrinsic[str(run_dir)] = explorer_vs_random_on_replay(
                 model, trained.behaviour, replay, cfg.replay.batch_size, cfg.replay.sequence_length,
                 args.intrinsic_batches)  # fmt: skip
+    if not team.is_leader:
+        return
 
     print(f"\nGoal reaching from pixels, {args.episodes} episode(s) per goal; distances from the true state")
     for task_set, entry in results.items():

@@ -143,13 +143,14 @@ def test_lexa_final_eval_is_its_goal_evaluation(monkeypatch):
     from types import SimpleNamespace
 
     import worldmodels.methods as methods
+    from worldmodels.training.distributed import Team
 
     scalars = {"eval/goal_success": 0.25, "eval/goal_reached": 0.5, "eval/goal_distance": 0.1,
                "eval/explorer/intrinsic": -3.7, "eval/random/intrinsic": -4.0}  # fmt: skip
     monkeypatch.setattr(methods, "lexa_scalars", lambda *args: scalars)
     logged = {}
     cfg = load_config(None, ["method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher"])
-    run = SimpleNamespace(cfg=cfg, model=None, behaviour=None, replay=None, run_dir="RUN",
+    run = SimpleNamespace(cfg=cfg, model=None, behaviour=None, replay=None, run_dir="RUN", team=Team(),
                           logger=SimpleNamespace(scalars=lambda values, step: logged.update(values)))  # fmt: skip
     result = methods.METHODS["lexa"].final_evaluate(run, 0)
     assert result["summary"].startswith("final eval on the reacher goals (1 episode each): success 0.25")

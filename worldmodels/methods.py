@@ -28,7 +28,7 @@ from planners.lexa_behaviour import LexaBehaviour
 from worldmodels.core import keys
 from worldmodels.core.config import ConfigError, RunConfig
 from worldmodels.core.interface import WorldModel
-from worldmodels.evaluation.lexa import achiever_agent_for, lexa_scalars
+from worldmodels.evaluation.lexa import achiever_agent_for, achiever_on_goal_set, lexa_scalars
 from worldmodels.models.dreamer import DreamerV2
 from worldmodels.models.planet import PlaNet
 from worldmodels.models.pldm import PLDM
@@ -71,7 +71,8 @@ def lexa_collect_agent(run: OnlineRun, episode: int):
 
 def lexa_evaluate(run: OnlineRun, step: int) -> dict[str, str]:
     """LEXA learns without task reward: the achiever on the goal set, the explorer against random actions."""
-    scalars = lexa_scalars(run.cfg, run.model, run.behaviour, run.replay)
+    run.team.send_evaluate("goals")  # the followers run their share of the goal episodes
+    scalars = lexa_scalars(run.cfg, run.model, run.behaviour, run.replay, run.team)
     run.logger.scalars(scalars, step)
     return {"success": f"goal success {scalars['eval/goal_success']:.2f} (1 episode per goal)"}
 
@@ -82,13 +83,20 @@ def lexa_final_evaluate(run: OnlineRun, step: int) -> dict:
     task_set = run.cfg.lexa.goal_eval_set or run.cfg.env.goal_set
     if task_set is None:
         return {"summary": f"no final eval (no goal set configured); run: worldmodels eval {run.run_dir} --goals TASKSET"}
+    run.team.send_evaluate("goals")
     scalars = {name.replace("eval/", "final/", 1): value for name, value in
-               lexa_scalars(run.cfg, run.model, run.behaviour, run.replay).items()}  # fmt: skip
+               lexa_scalars(run.cfg, run.model, run.behaviour, run.replay, run.team).items()}  # fmt: skip
     run.logger.scalars(scalars, step)
     summary = (f"final eval on the {task_set} goals (1 episode each): success {scalars['final/goal_success']:.2f}, "
                f"reached at some step {scalars['final/goal_reached']:.2f}; explorer intrinsic reward "
                f"{scalars['final/explorer/intrinsic']:.2f} (random {scalars['final/random/intrinsic']:.2f})")  # fmt: skip
     return {"summary": summary, **scalars}
+
+
+def lexa_follow_evaluation(run: OnlineRun, name: str) -> None:
+    """A follower's share of LEXA's goal-set evaluation (the leader sent ``("evaluate", "goals")``)."""
+    if name == "goals":
+        achiever_on_goal_set(run.cfg, run.model, run.behaviour, run.team)
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,8 @@ class Method:
     """its period in collected episodes (0 = never)"""
     final_eval: Callable[[OnlineRun, int], dict] = final_returns
     """the evaluation when the budget ends an online run (returns a dict with a one-line ``summary``)"""
+    follow_eval: Callable[[OnlineRun, str], None] | None = None
+    """a follower's share of a sharded evaluation the leader announced with ``Team.send_evaluate(name)``"""
 
     # -- what the online loop asks (training.online.MethodParts)
     def make_model(
@@ -154,6 +164,10 @@ class Method:
     def final_evaluate(self, run: OnlineRun, step: int) -> dict:
         return self.final_eval(run, step)
 
+    def follow_evaluation(self, run: OnlineRun, name: str) -> None:
+        if self.follow_eval is not None:
+            self.follow_eval(run, name)
+
     # -- goal images
     def goal_agent_for(self, cfg: RunConfig, model: WorldModel, behaviour=None, planner: str | None = None,
                        metric: str | None = None):  # fmt: skip
@@ -175,7 +189,7 @@ METHODS: dict[str, Method] = {
     "lexa": Method(
         "lexa", DreamerV2, behaviour=lexa_behaviour, goal_policy=achiever_agent_for, task_reward=False,
         collect=lexa_collect_agent, training_eval=lexa_evaluate, training_eval_every=lambda cfg: cfg.lexa.goal_eval_every,
-        final_eval=lexa_final_evaluate,
+        final_eval=lexa_final_evaluate, follow_eval=lexa_follow_evaluation,
     ),
     "pldm": Method("pldm", PLDM, loop="offline", goal_metric="l2", goal_steps="all"),  # PLDM MPPI: running cost
 }

@@ -19,12 +19,12 @@ from worldmodels.core.paths import writable_directory, writable_file
 from worldmodels.data.collect import collect_command, episode_steps
 from worldmodels.evaluation.goal_images import load_goal_image
 from worldmodels.evaluation.goal_sets import act_toward_goal, make_goal_set_env, run_goal_set
-from worldmodels.evaluation.returns import evaluate
+from worldmodels.evaluation.returns import evaluate, evaluate_seeded
 from worldmodels.evaluation.two_rooms import evaluate_goal_reaching
 from worldmodels.methods import load_trained, train
 from worldmodels.training.budget import BudgetSpent, read_final_eval
-from worldmodels.training.distributed import is_follower_process
-from worldmodels.training.run_dir import repair_run
+from worldmodels.training.distributed import Team, is_follower_process
+from worldmodels.training.run_dir import read_run_config, repair_run
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -51,13 +51,14 @@ def train_command(args) -> int:
 
 
 def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None, video_dir=None,
-                   device=None, metric: str | None = None) -> dict:  # fmt: skip
+                   device=None, metric: str | None = None, team=None) -> dict:  # fmt: skip
     """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state
-    (``run_goal_set``), acting with the method's goal agent (a planner, or LEXA's achiever)."""
+    (``run_goal_set``), acting with the method's goal agent (a planner, or LEXA's achiever). With a
+    ``team`` (``torchrun``) the goals' episodes are split across its ranks and gathered once."""
     trained = load_trained(run_dir, device=device)
     trained.env.close()
     agent_for = trained.method.goal_agent_for(trained.cfg, trained.model, trained.behaviour, planner, metric)
-    return run_goal_set(trained.cfg, task_set, agent_for, episodes, video_dir)
+    return run_goal_set(trained.cfg, task_set, agent_for, episodes, video_dir, team=team)
 
 
 def check_video_path(video, folder: bool = False) -> None:
@@ -77,12 +78,25 @@ def no_task_reward_message(method: str) -> str:
 
 
 def eval_command(args) -> int:
+    """``worldmodels eval``; under ``torchrun --nproc_per_node=K`` the K processes split the episodes
+    (goal sets and DMC returns; Two Rooms runs on rank 0 alone) and rank 0 alone prints and writes."""
     check_video_path(args.video, folder=bool(args.goals))
+    team = Team.from_environment()
+    try:
+        return evaluate_command(args, team)
+    finally:
+        team.shutdown()
+
+
+def evaluate_command(args, team: Team) -> int:
     if args.goals:
         result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
-                                video_dir=args.video, device=args.device, metric=args.metric)  # fmt: skip
-        print(json.dumps(result, indent=2))
+                                video_dir=args.video, device=args.device, metric=args.metric, team=team)  # fmt: skip
+        if team.is_leader:
+            print(json.dumps(result, indent=2))
         return 0
+    if not team.is_leader and read_run_config(args.run_dir).env.suite == "two_rooms":
+        return 0  # Two Rooms' goal reaching is not split: rank 0 runs it alone
     trained = load_trained(args.run_dir, device=args.device, render=bool(args.video))
     cfg, env = trained.cfg, trained.env
     if cfg.env.suite == "two_rooms":  # goal reaching from start/goal pairs (PLDM's protocol)
@@ -96,10 +110,21 @@ def eval_command(args) -> int:
     if not (trained.method.task_reward and trained.model.has_reward):  # e.g. LEXA, or PLDM on a DMC task
         env.close()
         raise ValueError(no_task_reward_message(cfg.method))
-    torch.manual_seed(args.seed)
     agent = trained.method.make_agent(cfg, trained.model, trained.behaviour, explore=False)
-    result = evaluate(env, agent, args.episodes, video_path=args.video, progress=True)
-    env.close()
+    try:
+        if env.batch_size.numel() == 1:  # episode i from env seed cfg.seed + 10_000 + i, torch seed --seed + i
+            result = evaluate_seeded(env, agent, args.episodes, cfg.seed + 10_000, args.seed, team=team,
+                                     video_path=args.video if team.is_leader else None, progress=True)  # fmt: skip
+        elif team.is_distributed:
+            raise ValueError("torchrun splits eval episodes across processes of one env each; "
+                             "pass env.num_envs=1 to the run's config or run eval in one process.")  # fmt: skip
+        else:  # env.num_envs > 1: N episodes at a time on the run's workers
+            torch.manual_seed(args.seed)
+            result = evaluate(env, agent, args.episodes, video_path=args.video, progress=True)
+    finally:
+        env.close()
+    if not team.is_leader:
+        return 0
     out = {"episodes": args.episodes, "mean_return": result["mean"], "std_return": result["std"],
            "returns": result["returns"]}  # fmt: skip
     (Path(args.run_dir) / "eval.json").write_text(json.dumps(out, indent=2))

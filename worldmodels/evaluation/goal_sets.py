@@ -18,6 +18,7 @@ from worldmodels.core import keys
 from worldmodels.core.interface import WorldModel
 from worldmodels.data.collect import collect_episode, episode_frames
 from worldmodels.evaluation.goal_images import latent_distances, side_by_side
+from worldmodels.evaluation.sharding import merged, my_share, rank_and_size, seeded
 from worldmodels.viz.video import write_video
 
 EPISODE_STATS = ("success_rate", "reached_rate", "initial_distance", "min_distance", "final_distance",
@@ -54,7 +55,38 @@ def true_goal_distances(task_set: str, rollout, goal_index: int | None) -> tuple
     return start, goal_distance(task_set, rollout[keys.NEXT, keys.STATE], goal_state, goal_index)
 
 
-def run_goal_set(cfg, task_set: str, agent_for, episodes: int = 1, video_dir=None, progress: bool = True) -> dict:
+def episode_seed(cfg, goal_index: int, episode: int) -> int:
+    """Seed of episode ``episode`` toward goal ``goal_index`` (its start state and the agent's noise).
+
+    A function of the two indices only, so a sharded evaluation matches one process's; episode 0
+    uses the goal env's construction seed (:func:`make_goal_set_env`).
+    """
+    return cfg.seed + 20_000 + goal_index + 1_000 * episode
+
+
+def goal_episode(env, task_set: str, goal_index: int, agent_for, seed: int, keep_frames: bool = False) -> dict:
+    """One episode toward goal ``goal_index`` from the start state of ``seed``: the measures of
+    :data:`EPISODE_STATS` (+ with ``keep_frames``, ``frames`` uint8 ``[T+1, C, H, W]`` and ``goal_pixels``)."""
+    env.set_seed(seed)
+    with seeded(seed):
+        goal_pixels = env.reset()[keys.GOAL_PIXELS]
+        rollout = collect_episode(env, agent_for(goal_pixels))
+    start, path = true_goal_distances(task_set, rollout, goal_index)
+    record = {
+        "success_rate": bool(rollout[keys.NEXT, keys.SUCCESS][-1]),
+        "reached_rate": bool(rollout[keys.NEXT, keys.SUCCESS].any()),
+        "initial_distance": float(start),
+        "min_distance": float(path.min()),
+        "final_distance": float(path[-1]),
+        "moved_closer_rate": bool(path[-1] < start),
+    }
+    if keep_frames:
+        record["frames"], record["goal_pixels"] = episode_frames(rollout), goal_pixels
+    return record
+
+
+def run_goal_set(cfg, task_set: str, agent_for, episodes: int = 1, video_dir=None, progress: bool = True,
+                 team=None) -> dict:  # fmt: skip
     """Act toward every goal of ``task_set`` (``episodes`` each) with ``agent_for(goal_pixels [C,H,W])``.
 
     ``success_rate`` is read at the episode's last step (LEXA's protocol); ``reached_rate`` counts
@@ -64,30 +96,40 @@ def run_goal_set(cfg, task_set: str, agent_for, episodes: int = 1, video_dir=Non
     of episodes that end closer than they started. With ``video_dir``, one video per goal shows the
     observation beside the goal image. Each ``per_goal`` entry also keeps its episodes' values
     (``"episodes": {measure: [value per episode]}``, booleans as 0.0 / 1.0) for intervals and checks.
+
+    With a ``team`` (``evaluation.sharding``; ``torchrun``), rank r runs the (goal, episode) pairs
+    r, r + K, ... of the goal-major list, each from the seeds of :func:`episode_seed`; one gather
+    merges them, so every rank returns what one process would. Only rank 0 shows progress and writes
+    the videos.
     """
     check_goal_set(cfg, task_set)
     names = goal_names(task_set)
+    rank, _ = rank_and_size(team)
+    work = [(goal, episode) for goal in range(num_goals(task_set)) for episode in range(episodes)]
+    records, env, env_goal = [], None, None
+    try:
+        for goal, episode in tqdm(my_share(work, team), desc=f"goals {task_set}", disable=not progress or rank != 0):
+            if goal != env_goal:  # the share is goal-major: one env per goal of this rank
+                if env is not None:
+                    env.close()
+                env, env_goal = make_goal_set_env(cfg, task_set, goal), goal
+            record = goal_episode(env, task_set, goal, agent_for, episode_seed(cfg, goal, episode),
+                                  keep_frames=bool(video_dir) and episode == 0)  # fmt: skip
+            records.append({"item": goal * episodes + episode, **record})
+    finally:
+        if env is not None:
+            env.close()
+    records = merged(records, team, "item")
     per_goal = []
-    for index in tqdm(range(num_goals(task_set)), desc=f"goals {task_set}", disable=not progress):
-        env = make_goal_set_env(cfg, task_set, index)
-        stats = {name: [] for name in EPISODE_STATS}
-        for episode in range(episodes):
-            goal_pixels = env.reset()[keys.GOAL_PIXELS]
-            rollout = collect_episode(env, agent_for(goal_pixels))
-            start, path = true_goal_distances(task_set, rollout, index)
-            stats["success_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS][-1]))
-            stats["reached_rate"].append(bool(rollout[keys.NEXT, keys.SUCCESS].any()))
-            stats["initial_distance"].append(float(start))
-            stats["min_distance"].append(float(path.min()))
-            stats["final_distance"].append(float(path[-1]))
-            stats["moved_closer_rate"].append(bool(path[-1] < start))
-            if video_dir and episode == 0:
-                Path(video_dir).mkdir(parents=True, exist_ok=True)
-                frames = side_by_side(episode_frames(rollout), goal_pixels)
-                write_video(frames, Path(video_dir) / f"goal_{index:02d}_{names[index]}.mp4", fps=20)
-        env.close()
+    for index in range(num_goals(task_set)):
+        goal_records = records[index * episodes : (index + 1) * episodes]
+        if video_dir and rank == 0:
+            Path(video_dir).mkdir(parents=True, exist_ok=True)
+            frames = side_by_side(goal_records[0]["frames"], goal_records[0]["goal_pixels"])
+            write_video(frames, Path(video_dir) / f"goal_{index:02d}_{names[index]}.mp4", fps=20)
+        stats = {k: [float(r[k]) for r in goal_records] for k in EPISODE_STATS}
         per_goal.append({"goal": index, "name": names[index], **{k: float(np.mean(v)) for k, v in stats.items()},
-                         "episodes": {k: [float(x) for x in v] for k, v in stats.items()}})  # fmt: skip
+                         "episodes": stats})  # fmt: skip
     overall = {k: float(np.mean([g[k] for g in per_goal])) for k in EPISODE_STATS}
     return {"task_set": task_set, "episodes_per_goal": episodes, **overall, "per_goal": per_goal}
 

@@ -37,17 +37,24 @@ def explorer_vs_random_on_replay(model, behaviour, replay, batch_size: int, sequ
     return totals
 
 
-def lexa_scalars(cfg, model, behaviour, replay) -> dict[str, float]:
+def achiever_on_goal_set(cfg, model, behaviour, team=None) -> dict:
+    """The achiever once on every goal of ``lexa.goal_eval_set`` (default ``env.goal_set``):
+    :func:`run_goal_set`, split across ``team``'s ranks when given (every rank must call it)."""
+    task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
+    return run_goal_set(cfg, task_set, achiever_agent_for(model, behaviour), episodes=1, progress=False, team=team)
+
+
+def lexa_scalars(cfg, model, behaviour, replay, team=None) -> dict[str, float]:
     """The achiever once on every goal of ``lexa.goal_eval_set`` (default ``env.goal_set``) and the
-    explorer against random actions on one replay batch.
+    explorer against random actions on one replay batch. With a data-parallel ``team`` the goal
+    episodes are split across its ranks (the followers run :func:`achiever_on_goal_set` alone).
 
     Returns:
         ``eval/goal_success`` (at the last step), ``eval/goal_reached`` (at any step),
         ``eval/goal_distance`` (true-state distance at the last step, mean over goals),
         ``eval/explorer/intrinsic`` and ``eval/random/intrinsic``.
     """
-    task_set = cfg.lexa.goal_eval_set or cfg.env.goal_set
-    result = run_goal_set(cfg, task_set, achiever_agent_for(model, behaviour), episodes=1, progress=False)
+    result = achiever_on_goal_set(cfg, model, behaviour, team)
     intrinsic = explorer_vs_random_on_replay(model, behaviour, replay, cfg.replay.batch_size,
                                              cfg.replay.sequence_length)  # fmt: skip
     return {

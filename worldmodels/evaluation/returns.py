@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels.data.collect import collect_episode, episode_frames, episode_returns
+from worldmodels.evaluation.sharding import merged, my_share, rank_and_size, seeded
 from worldmodels.viz.video import write_video
 
 
@@ -34,5 +35,39 @@ def evaluate(env, agent, episodes: int, video_path: str | Path | None = None, pr
     if video_path is not None:
         video = torch.cat(frames).permute(0, 2, 3, 1).numpy()
         write_video(video, video_path, fps=20)
+    std = statistics.pstdev(returns) if len(returns) > 1 else 0.0
+    return {"returns": returns, "mean": statistics.fmean(returns), "std": std}
+
+
+def evaluate_seeded(env, agent, episodes: int, env_seed: int, torch_seed: int, team=None,
+                    video_path: str | Path | None = None, progress: bool = False) -> dict:  # fmt: skip
+    """Like :func:`evaluate` on an unbatched ``env``, but episode ``i`` starts from ``env.set_seed(env_seed + i)``
+    with the torch RNG (the agent's noise) at ``torch_seed + i``, so it can be split across a team.
+
+    With a ``team`` (``evaluation.sharding``; ``torchrun``), rank r runs episodes r, r + K, ...; one
+    gather merges the returns in episode order, the same for every K. Only rank 0 shows progress and
+    writes the video (all episodes, in order).
+
+    Returns:
+        ``{"returns": [...], "mean": float, "std": float}`` on every rank.
+    """
+    if episodes < 1:
+        raise ValueError(f"Evaluation needs at least 1 episode, got episodes={episodes}.")
+    if env.batch_size.numel() != 1:
+        raise ValueError("evaluate_seeded runs one env; evaluate a batched env (env.num_envs > 1) with evaluate().")
+    rank, _ = rank_and_size(team)
+    records = []
+    for index in tqdm(my_share(range(episodes), team), desc="eval", disable=not progress or rank != 0, leave=False):
+        env.set_seed(env_seed + index)
+        with seeded(torch_seed + index):
+            rollout = collect_episode(env, agent)
+        record = {"item": index, "return": episode_returns(rollout)[0]}
+        if video_path is not None:
+            record["frames"] = episode_frames(rollout)
+        records.append(record)
+    records = merged(records, team, "item")
+    if video_path is not None and rank == 0:
+        write_video(torch.cat([r["frames"] for r in records]).permute(0, 2, 3, 1).numpy(), video_path, fps=20)
+    returns = [r["return"] for r in records]
     std = statistics.pstdev(returns) if len(returns) > 1 else 0.0
     return {"returns": returns, "mean": statistics.fmean(returns), "std": std}

@@ -8,6 +8,8 @@ optimiser and behaviour learner and obey the leader's command stream (:func:`fol
 
     ("episode", rows [L])   add one finished episode to the follower's own replay (a rank-local temp dir)
     ("update", index)       one learner update on a batch sampled from the follower's replay, own RNG
+    ("evaluate", name)      run this rank's share of the leader's evaluation ``name`` (a sharded one,
+                            e.g. LEXA's goal set: ``evaluation.sharding``), meeting the leader at its gather
     ("stop",)               the leader finished; leave
 
 Each update, every rank samples its own ``[B, T]`` batch; gradients of the world model and of the
@@ -105,6 +107,15 @@ class Team:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value) -> list:
+        """Every rank's ``value``, in rank order, on every rank (``all_gather_object``; ``[value]`` on a
+        team of one). Sharded evaluations (``evaluation.goal_sets``, ``evaluation.returns``) merge with it."""
+        if not self.is_distributed:
+            return [value]
+        parts = [None] * self.world_size
+        dist.all_gather_object(parts, value)
+        return parts
+
     def share_state(self, model: torch.nn.Module, optimizer, behaviour) -> None:
         """Copy the leader's model, optimiser and behaviour state (freshly built or restored) to every rank."""
         if not self.is_distributed:
@@ -171,6 +182,11 @@ class Team:
         if self.is_distributed:
             self.broadcast(("update", index))
 
+    def send_evaluate(self, name: str) -> None:
+        """Tell the followers to run their share of the sharded evaluation ``name`` with the leader."""
+        if self.is_distributed:
+            self.broadcast(("evaluate", name))
+
     def send_stop(self) -> None:
         if self.is_distributed:
             self.broadcast(("stop",))
@@ -194,12 +210,13 @@ def is_follower_process(environ=os.environ) -> bool:
     return int(environ.get("RANK", "0")) != 0
 
 
-def follow(team: Team, replay, update: Callable[[int], object]) -> int:
+def follow(team: Team, replay, update: Callable[[int], object], evaluate: Callable[[str], object] | None = None) -> int:
     """A follower's whole run: obey the leader's commands until ``stop``; returns the updates made.
 
     Args:
         replay: the follower's own replay (``add_episode(rows)``, sampled by ``update``).
         update: ``update(index)`` makes one learner update (inside ``team.averaging()``).
+        evaluate: ``evaluate(name)`` runs this rank's share of a sharded evaluation (the method's).
     """
     updates = 0
     while True:
@@ -210,6 +227,8 @@ def follow(team: Team, replay, update: Callable[[int], object]) -> int:
             with team.averaging():
                 update(command[1])
             updates += 1
+        elif command[0] == "evaluate" and evaluate is not None:
+            evaluate(command[1])
         elif command[0] == "stop":
             return updates
         else:

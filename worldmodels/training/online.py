@@ -61,6 +61,9 @@ class MethodParts(Protocol):
     def final_evaluate(self, run: "OnlineRun", step: int) -> dict:
         """Run and log the evaluation when the budget ends the run; returns a dict with a one-line ``summary``."""
 
+    def follow_evaluation(self, run: "OnlineRun", name: str) -> None:
+        """A follower's share of the sharded evaluation ``name`` the leader announced (``Team.send_evaluate``)."""
+
 
 @dataclass
 class OnlineRun:
@@ -409,7 +412,7 @@ def follow_online(cfg: RunConfig, run_dir: Path, method: MethodParts, team: Team
             def update(index: int):
                 return learner_update(cfg, run.model, run.optimizer, run.behaviour, run.replay, index, run.precision)
 
-            follow(team, run.replay, update)
+            follow(team, run.replay, update, lambda name: run.method.follow_evaluation(run, name))
         finally:
             run.env.close()
             team.close()
