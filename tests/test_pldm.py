@@ -259,12 +259,16 @@ def test_ctrl_c_during_offline_training_checkpoints_the_last_update(tmp_path, mo
         return out
 
     monkeypatch.setattr(offline_training, "learner_update", interrupted_on_third)
+    # a CI started in the background inherits SIGINT ignored; the run must restore what it found
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = _tiny_run_config(tmp_path, updates=8, extra=["env.episode_length=3", "offline.checkpoint_every=100",
                                                        "offline.eval_episodes=0"])  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         offline_training.train_offline(cfg, tmp_path / "run", METHODS["pldm"])
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "latest.pt")["counters"]["updates"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    restored = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, previous)
+    assert restored is signal.default_int_handler
 
 
 # ----------------------------------------------------------------------------- goal reaching

@@ -138,9 +138,13 @@ def test_ctrl_c_checkpoints_between_updates_and_resume_makes_up_the_rest(tmp_pat
 
     monkeypatch.setattr(training, "learner_update", interrupted_after_two)
     run_dir = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config("train.eval_every=0"), run_dir=run_dir)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # background CI inherits SIG_IGN
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config("train.eval_every=0"), run_dir=run_dir)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state = checkpoint.load(checkpoint_path(run_dir))
     assert state["counters"]["updates"] == 2 < updates_owed(tiny_config(), 2)  # saved mid catch-up
     assert _replay_snapshot(run_dir)[0] == 2
