@@ -162,19 +162,24 @@ def test_config_defaults_and_refusals():
         load_config(None, ["method=lexa", "lexa.goal_eval_every=2"])
 
 
-def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
-    cfg = load_config(None, [
+def tiny_lexa_run(goal_eval_every: int, total_episodes: int) -> list[str]:
+    """Overrides of a tiny LEXA reacher run (seconds on a CPU), shared with the torchrun LEXA test."""
+    return [
         "method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher",
         "env.episode_length=16", "env.action_repeat=2",
         "model.deter_dim=16", "model.hidden_dim=16", "model.stoch_dim=6", "model.cnn_depth=4",
         "model.mlp_layers=1", "model.mlp_units=16",
         "actor_critic.horizon=3", "actor_critic.layers=1", "actor_critic.units=16",
         "lexa.ensemble_members=3", "lexa.ensemble_layers=1", "lexa.ensemble_units=16", "lexa.temporal_pairs=8",
-        "lexa.goal_eval_every=3",
+        f"lexa.goal_eval_every={goal_eval_every}",
         "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
-        "train.seed_episodes=1", "train.total_episodes=3", "train.updates_per_episode=2", "train.eval_every=0",
-        "log.progress=false", "log.tensorboard=false", "device=cpu",
-    ])  # fmt: skip
+        "train.seed_episodes=1", f"train.total_episodes={total_episodes}", "train.updates_per_episode=2",
+        "train.eval_every=0", "log.progress=false", "log.tensorboard=false", "device=cpu",
+    ]  # fmt: skip
+
+
+def test_tiny_lexa_run_end_to_end_then_eval_goals(tmp_path, capsys):
+    cfg = load_config(None, tiny_lexa_run(goal_eval_every=3, total_episodes=3))
     run_dir = train(cfg, run_dir=tmp_path / "run")
     records = read_metrics(run_dir)
     assert any("train/explorer/imagine/reward" in r and "train/achiever/imagine/reward" in r for r in records)

@@ -176,18 +176,9 @@ def test_torchrun_lexa_training_shares_its_goal_evaluations_with_the_follower(tm
     from worldmodels.training.logger import read_metrics
 
     config = tmp_path / "lexa.yaml"
-    save_config(load_config(None, [
-        "method=lexa", "env.domain=reacher", "env.task=easy", "env.goal_set=reacher",
-        "env.episode_length=16", "env.action_repeat=2",
-        "model.deter_dim=16", "model.hidden_dim=16", "model.stoch_dim=6", "model.cnn_depth=4",
-        "model.mlp_layers=1", "model.mlp_units=16",
-        "actor_critic.horizon=3", "actor_critic.layers=1", "actor_critic.units=16",
-        "lexa.ensemble_members=3", "lexa.ensemble_layers=1", "lexa.ensemble_units=16", "lexa.temporal_pairs=8",
-        "lexa.goal_eval_every=2",
-        "replay.batch_size=2", "replay.sequence_length=6", "replay.capacity=1000",
-        "train.seed_episodes=1", "train.total_episodes=2", "train.updates_per_episode=2", "train.eval_every=0",
-        "log.progress=false", "log.tensorboard=false", "device=cpu",
-    ]), config)  # fmt: skip
+    from tests.test_lexa_training import tiny_lexa_run
+
+    save_config(load_config(None, tiny_lexa_run(goal_eval_every=2, total_episodes=2)), config)
     result = torchrun(2, "train", str(config), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_metrics(tmp_path / "run")
