@@ -15,12 +15,13 @@ train the same thing), and the first call's seconds (compile time shows there).
   B x T posteriors), DreamerV2's whole learner step.
 * modes: ``eager`` float32; ``fp16`` float16 autocast + GradScaler (DreamerV2 ``precision: 16``; CUDA
   only); ``bf16`` bfloat16 autocast; ``compile`` networks compiled in place (``compile_networks``);
-  ``compile+fp16``. Compiled modes warm up longer (the first calls compile).
+  ``compile+fp16``; ``graph`` the whole update (forward, backward, clip) replayed as one CUDA graph
+  (``train.cuda_graph``; CUDA only), ``graph+bf16``. Compiled and graphed modes warm up longer.
 * the batch is built on the device once (uint8 64x64 pixels), so the rows time the update only; the
   host-to-device copy of one replay batch is timed on its own (pageable vs pinned memory).
 
-Not done: CUDA graphs for the RSSM scan (the scan keeps every step's output, which CUDA-graph trees
-overwrite on the next replay; it would need a static-buffer rewrite of ``RSSM.observe``).
+CUDA graphs capture the whole update, not one scan step (``worldmodels/training/cuda_graph.py`` says
+why); they have never run on a GPU in this project, so their row is the first check of that path.
 
 Needs torch, numpy, PyYAML and tensordict (the models' data format) and this repository; nothing that
 needs dm_control, MuJoCo, torchrl or matplotlib is imported. Each mode stops timing after
@@ -41,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import torch  # noqa: E402
 
 MODELS = ("planet", "dreamerv2", "dreamerv2+ac")
-MODES = ("eager", "fp16", "bf16", "compile", "compile+fp16")
+MODES = ("eager", "fp16", "bf16", "compile", "compile+fp16", "graph", "graph+bf16")
 PAPER_SIZES = {"planet": (50, 50), "dreamerv2": (16, 50), "dreamerv2+ac": (16, 50)}
 """(B, T) per model: PlaNet batch 50 x 50; DreamerV2 dmc_vision batch 16 x 50"""
 ACTION_DIM = 6
@@ -89,9 +90,15 @@ def build(model_name: str, mode: str, tiny: bool, device):
         from planners.actor_critic import ImaginationActorCritic
 
         behaviour = ImaginationActorCritic(model, ActorCriticConfig(**(TINY_AC if tiny else {}))).to(device)
-    precision = Precision({"fp16": 16, "bf16": "bf16"}.get(mode.replace("compile+", ""), 32), device)
-    if mode.startswith("compile"):
+    parts = mode.split("+")
+    precision = Precision(16 if "fp16" in parts else "bf16" if "bf16" in parts else 32, device)
+    if "compile" in parts:
         compile_networks(model)
+    if "graph" in parts:
+        from worldmodels.training.cuda_graph import GraphedUpdate, check_graphable
+
+        check_graphable(model, device, precision)
+        precision.graph = GraphedUpdate(model, precision)
     optimizer = make_model_optimizer(cfg, model)
     b, t = (4, 8) if tiny else PAPER_SIZES[model_name]
     batch = synthetic_batch(b, t, device)
@@ -122,7 +129,8 @@ def time_mode(model_name: str, mode: str, args, device) -> dict:
     update()
     sync(device)
     row["first_call_s"] = time.perf_counter() - start
-    warmup = args.warmup + (2 if mode.startswith("compile") else 0)  # backward / optimizer graphs settle
+    # compiled backward / optimizer graphs settle; a CUDA graph runs 3 eager updates, then captures
+    warmup = args.warmup + (2 if "compile" in mode else 0) + (4 if "graph" in mode else 0)
     for _ in range(warmup):
         update()
     sync(device)
@@ -208,6 +216,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             if "fp16" in mode and device.type != "cuda":
                 rows.append({**skipped, "skipped": "skipped: float16 needs CUDA (GradScaler)"})
+                continue
+            if "graph" in mode and device.type != "cuda":
+                rows.append({**skipped, "skipped": "skipped: CUDA graphs need CUDA"})
                 continue
             try:
                 row = time_mode(model_name, mode, args, device)

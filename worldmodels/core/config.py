@@ -748,8 +748,14 @@ class TrainConfig:
     """world-model update precision: 32 (float32), 16 (float16 autocast + GradScaler, DreamerV2's
     ``precision: 16``; CUDA only) or bf16 (bfloat16 autocast, CPU or GPU); the behaviour learner
     stays float32"""
+    cuda_graph: bool = False
+    """replay the world-model update (forward, backward, clip) as one captured CUDA graph, the optimiser
+    step eager (``training/cuda_graph.py``): one launch instead of thousands for the RSSM scan; CUDA,
+    RSSM models, precision 32 or bf16 and one process only (refused otherwise)"""
 
     def __post_init__(self):
+        _check(not (self.cuda_graph and self.precision == 16), "train.cuda_graph", self.cuda_graph,
+               "false with train.precision=16 (its GradScaler steps on the host); use precision 32 or bf16")  # fmt: skip
         _check(self.seed_episodes >= 1, "train.seed_episodes", self.seed_episodes, ">= 1")
         _check(self.final_eval_episodes >= 0, "train.final_eval_episodes", self.final_eval_episodes, ">= 0")
         _check(self.total_episodes >= self.seed_episodes, "train.total_episodes", self.total_episodes, ">= seed_episodes")

@@ -137,6 +137,9 @@ class RSSM(nn.Module):
         # posterior input: act(W [h_t, e_t]); split as W_h h + (W_e e + b)
         self.post_in = nn.Linear(deter_dim + embed_dim, hidden_dim)
         self.post_out = nn.Linear(hidden_dim, stoch.stats_dim)
+        self.static_resets = False
+        """mask the state at every step of :meth:`observe` (the same numbers) instead of reading from
+        ``is_first`` on the host where resets occur: no host sync, as a CUDA graph needs"""
 
     # ------------------------------------------------------------------ state helpers
 
@@ -256,7 +259,10 @@ class RSSM(nn.Module):
         a_in = F.linear(prev_actions * keep, w_a, self.img_in.bias)  # [B,T,H]
         e_in = F.linear(embeds, w_e, self.post_in.bias)  # [B,T,H]
         noise = self._noise((b, t), embeds, sample)  # [B,T,S] or [B,T,G,K]
-        resets = is_first.reshape(b, t).any(0).tolist()  # one sync, then no masking where not needed
+        if self.static_resets:
+            resets = [True] * t
+        else:
+            resets = is_first.reshape(b, t).any(0).tolist()  # one sync, then no masking where not needed
         deter, stoch = state[keys.DETER], self._flat_stoch(state)
         deters, stochs, stats_all = [], [], []
         for i in range(t):

@@ -7,9 +7,10 @@
 Also here: the stop request that turns Ctrl-C / SIGTERM into a flag the loops check between
 updates, the interrupt that names the run to resume, and the averaging of logged metrics.
 
-GPU-ready switches (``train.compile``, ``train.precision``; :func:`prepare_learner` applies them once
-per run): networks compiled in place (:func:`compile_networks`), the loss under autocast
-(:class:`Precision`: float16 with a GradScaler as DreamerV2's ``precision: 16``, or bfloat16).
+GPU-ready switches (``train.compile``, ``train.precision``, ``train.cuda_graph``; :func:`prepare_learner`
+applies them once per run): networks compiled in place (:func:`compile_networks`), the loss under
+autocast (:class:`Precision`: float16 with a GradScaler as DreamerV2's ``precision: 16``, or bfloat16),
+the whole update replayed as one CUDA graph (``training/cuda_graph.py``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class Precision:
         self.device_type = device.type
         self.dtype = self.DTYPES[precision]
         self.scaler = torch.amp.GradScaler(self.device_type) if precision == 16 else None
+        self.graph = None
+        """the update's CUDA graph (``train.cuda_graph``; :class:`~worldmodels.training.cuda_graph.GraphedUpdate`),
+        set by :func:`prepare_learner`; None = eager updates"""
 
     def autocast(self):
         """Autocast context for the forward pass (disabled at float32)."""
@@ -159,6 +163,11 @@ def prepare_learner(cfg, model: nn.Module, device: torch.device | str) -> Precis
         torch.backends.cudnn.benchmark = True
     if cfg.train.compile:
         compile_networks(model)
+    if cfg.train.cuda_graph:
+        from worldmodels.training.cuda_graph import GraphedUpdate, check_graphable
+
+        check_graphable(model, device, precision)
+        precision.graph = GraphedUpdate(model, precision)
     return precision
 
 
@@ -176,7 +185,16 @@ def gradient_step(model, optimizer, grad_clip: float, batch: TensorDict, index: 
     Non-finite loss or gradient norm raises :class:`TrainingDiverged` *before* the optimiser
     step, so the parameters stay at their last good values. Under ``precision`` the loss runs in
     autocast; with float16's GradScaler a non-finite gradient skips the step instead (loss scaling).
+    With ``precision.graph`` (``train.cuda_graph``) the update replays its CUDA graph instead.
     """
+    if precision.graph is not None:
+        return precision.graph(optimizer, grad_clip, batch, index)
+    return eager_gradient_step(model, optimizer, grad_clip, batch, index, precision)
+
+
+def eager_gradient_step(model, optimizer, grad_clip: float, batch: TensorDict, index: int,
+                        precision: Precision = FLOAT32):  # fmt: skip
+    """:func:`gradient_step` run op by op (also the CUDA graph's warm-up)."""
     model.train()
     with precision.autocast():
         out = model.loss(batch)
