@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}, threads {torch.get_num_threads()}, tiny={args.tiny}", flush=True)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as training.step.prepare_learner sets it; TF32 left at torch's defaults
+        torch.backends.cudnn.benchmark = True  # as training.learner_setup.prepare_learner sets it; TF32 left at torch's defaults
     started = time.perf_counter()
     # cheap modes first, so a tight budget drops compiled rows, not the baseline
     order = sorted(args.modes, key=lambda m: (m.startswith("compile"), MODES.index(m)))

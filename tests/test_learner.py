@@ -149,7 +149,7 @@ def test_cuda_graph_refusals_name_what_is_allowed():
 
     with pytest.raises(ConfigError, match=r"needs a CUDA GPU.*train.cuda_graph=false"):
         check_graphable(tiny_planet(), "cpu", FLOAT32)
-    from worldmodels.training.step import prepare_learner
+    from worldmodels.training.learner_setup import prepare_learner
 
     cfg = load_config(None, ["device=cpu", "train.cuda_graph=true"])
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):

@@ -36,6 +36,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from worldmodels.core.config import ConfigError
+from worldmodels.training.step import _float32, check_finite, eager_gradient_step
 
 
 def check_graphable(model: nn.Module, device: torch.device | str, precision) -> None:
@@ -75,8 +76,6 @@ class GraphedUpdate:
 
     def __call__(self, optimizer: torch.optim.Optimizer, grad_clip: float, batch: TensorDict, index: int):
         """One update on ``batch [B, T]``; returns ``(metrics, LossOutput)`` as ``gradient_step`` does."""
-        from worldmodels.training.step import check_finite, eager_gradient_step
-
         self.calls += 1
         if self.calls <= self.warmup:
             side = torch.cuda.Stream()
@@ -100,8 +99,6 @@ class GraphedUpdate:
         out = out._replace(loss=out.loss.detach().clone(), metrics=out.metrics.clone(),
                            posterior=out.posterior.clone(), embed=None if out.embed is None else out.embed.clone())  # fmt: skip
         if self.precision.dtype is not None:
-            from worldmodels.training.step import _float32
-
             out = _float32(out)
         metrics = {f"train/{k}": v for k, v in out.metrics.items()}
         metrics["train/loss/total"] = out.loss

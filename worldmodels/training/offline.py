@@ -35,7 +35,8 @@ from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_curre
 from worldmodels.training.logger import Logger
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
 from worldmodels.training.step import (StopRequest, TrainingDiverged, interrupts_name, learner_update,
-                                       make_model_optimizer, mean_metrics, prepare_learner)  # fmt: skip
+                                       make_model_optimizer, mean_metrics)  # fmt: skip
+from worldmodels.training.learner_setup import prepare_learner
 
 
 class ModelMaker(Protocol):

@@ -36,7 +36,8 @@ from worldmodels.training.budget import BudgetBar, BudgetSpent, final_eval_curre
 from worldmodels.training.logger import Logger, read_metrics
 from worldmodels.training.run_dir import Counters, prepare, resolve_device, restore_state, save_state
 from worldmodels.training.step import (FLOAT32, Precision, StopRequest, TrainingDiverged, interrupts_name,
-                                       learner_update, make_model_optimizer, mean_metrics, prepare_learner)  # fmt: skip
+                                       learner_update, make_model_optimizer, mean_metrics)  # fmt: skip
+from worldmodels.training.learner_setup import prepare_learner
 from worldmodels.viz.openloop import log_openloop
 
 
@@ -87,7 +88,7 @@ class OnlineRun:
     last_collected: int = 1
     """episodes the last collection committed (``env.num_envs`` at a time): schedules fire on crossing a multiple"""
     precision: Precision = FLOAT32
-    """the world-model update's precision (``train.precision``; ``training.step.prepare_learner``)"""
+    """the world-model update's precision (``train.precision``; ``training.learner_setup.prepare_learner``)"""
 
     @property
     def env_steps(self) -> int:

@@ -154,23 +154,6 @@ def compile_networks(module: nn.Module) -> list[str]:
     return compiled
 
 
-def prepare_learner(cfg, model: nn.Module, device: torch.device | str) -> Precision:
-    """Apply ``cfg.train.compile`` to ``model`` and return its update :class:`Precision`, once per run
-    (a float16 run on a CPU is refused here, before any episode is collected). On CUDA, cuDNN picks
-    its fastest convolution algorithms per shape (``cudnn.benchmark``; training shapes are fixed)."""
-    precision = Precision(cfg.train.precision, device)
-    if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if cfg.train.compile:
-        compile_networks(model)
-    if cfg.train.cuda_graph:
-        from worldmodels.training.cuda_graph import GraphedUpdate, check_graphable
-
-        check_graphable(model, device, precision)
-        precision.graph = GraphedUpdate(model, precision)
-    return precision
-
-
 def _float32(out):
     """``out`` with its posterior and embedding in float32 (autocast leaves them in half precision),
     so the behaviour learner runs in float32."""
