@@ -70,6 +70,17 @@ def read_curve(run_dir: str | Path) -> list[dict]:
     return [points[s] for s in sorted(points)]
 
 
+def read_random(run_dir: str | Path) -> dict | None:
+    """The run's random-action baseline ``{"mean", "std"}`` (``eval/random/return``, logged once by the
+    online loop beside its in-training evaluation), or None when it has none."""
+    from worldmodels.training.logger import read_metrics
+
+    for record in read_metrics(run_dir):
+        if record.get("eval/random/return") is not None:
+            return {"mean": record["eval/random/return"], "std": record.get("eval/random/return_std") or 0.0}
+    return None
+
+
 def compare(curve: list[dict], reference: dict, tolerance: float) -> list[dict]:
     """One row per reference step: our eval nearest to it within ``tolerance`` env steps (or None), the
     band, and ``inside`` / ``above`` / ``below`` (against the mean where the reference has no min-max)."""
@@ -180,10 +191,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tolerance = cfg.train.eval_every * episode_env_steps(cfg) / 2
     rows = compare(curve, reference, tolerance) if reference else []
     repeat = cfg.env.action_repeat or "per-domain"
-    title = f"{cfg.method} on {task} ({Path(args.config).stem}, action repeat {repeat}) vs {name}"
+    title = f"{cfg.method} on {task} ({Path(args.config).stem}, action repeat {repeat})\nvs {name}"
     label = f"ours ({cfg.train.eval_episodes} episodes per eval)"
+    random = read_random(run_dir)
     png = plot_learning_curve(run_dir / "curve.png", [p["step"] for p in curve], [p["mean"] for p in curve],
-                              [p["std"] for p in curve], reference, title, label=label, reference_label=name)
+                              [p["std"] for p in curve], reference, title, label=label, reference_label=name,
+                              random=random)  # fmt: skip
     print(f"\n{title}\nreference: {reference_file['source']}")
     if reference is None:
         print(f"(no reference curve for {task} in {name}; tasks there: {', '.join(reference_file['tasks'])})")
@@ -192,8 +205,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     last = curve[-1] if curve else None
     at_last = f", last {last['mean']:.1f} ± {last['std']:.1f} at {last['step']} env steps" if last else ""
     print(f"ours: {len(curve)} evaluations{at_last}")
+    if random is not None:
+        print(f"random actions (same starts): {random['mean']:.1f} ± {random['std']:.1f}")
     print(f"curve: {png}")
-    summary = {"reference": name, "task": task, "curve": curve, "rows": rows}
+    summary = {"reference": name, "task": task, "curve": curve, "rows": rows, "random": random}
     (run_dir / "bench_curve.json").write_text(json.dumps(summary, indent=1))
     return rows
 

@@ -55,6 +55,18 @@ def test_table_compares_our_nearest_eval_with_the_band(tmp_path):
     assert planet[0]["where"] == "above" and "| 662 |" in bc.format_table(planet)
 
 
+def test_random_baseline_is_read_and_drawn(tmp_path):
+    from worldmodels.viz.curves import learning_curve_figure
+
+    records = [{"step": 5_000, "eval/episode/return": 200.0, "eval/episode/return_std": 3.0},
+               {"step": 5_000, "eval/random/return": 352.5, "eval/random/return_std": 36.0}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert bc.read_random(tmp_path) == {"mean": 352.5, "std": 36.0}
+    figure = learning_curve_figure([5_000], [200.0], [3.0], None, "t", random={"mean": 352.5, "std": 36.0})
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert "random actions (352 ± 36)" in labels
+
+
 def test_schedule_counts_env_steps_with_action_repeat():
     from worldmodels.core.config import load_config
 

@@ -27,13 +27,14 @@ def _array(values) -> np.ndarray:
 
 def learning_curve_figure(steps: Sequence[int], mean: Sequence[float], std: Sequence[float] | None,
                           reference: dict | None, title: str, label: str = "ours",
-                          reference_label: str = "reference") -> Figure:  # fmt: skip
+                          reference_label: str = "reference", random: dict | None = None) -> Figure:  # fmt: skip
     """Our curve over the reference band, as a :class:`~matplotlib.figure.Figure` on an Agg canvas.
 
     Args:
         steps, mean, std: our evaluations, ``[N]`` env steps, mean return, std over episodes (or None).
         reference: ``{"env_steps", "mean", "min", "max", "seeds"}`` lists of one task (min/max may be None).
         title: figure title (task, config).
+        random: ``{"mean", "std"}`` of random actions from the same starts, drawn as a dotted line (or None).
 
     The x axis ends at 1.3x our last step (or just past the first reference step): the table
     printed beside it lists the reference points further out.
@@ -59,9 +60,12 @@ def learning_curve_figure(steps: Sequence[int], mean: Sequence[float], std: Sequ
             s = _array(std)
             ax.fill_between(x, y - s, y + s, color="tab:blue", alpha=0.15, linewidth=0,
                             label=f"{label} ± std over episodes")
+    if random is not None:
+        ax.axhline(random["mean"], color="tab:red", linestyle=":", linewidth=1.2,
+                   label=f"random actions ({random['mean']:.0f} ± {random['std']:.0f})")
     ax.set_xlabel("env steps (action repeat included)", fontsize=9)
     ax.set_ylabel("eval return", fontsize=9)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(title, fontsize=9, loc="left", wrap=True)
     right = None
     if len(x):  # zoom to our run (plus the first reference point): a 1M-step band would squash a short curve
         ref_first = reference["env_steps"][0] if reference and reference["env_steps"] else 0
