@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--camera", type=int, default=0, help="dm_control camera id (point_mass: 0 = overhead)")
-    parser.add_argument("--horizons", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--horizons", type=int, nargs="+", default=[5, 10, 20, 40, 60, 80])
     parser.add_argument("--starts", type=int, default=200, help="random starts for the mean goal distance")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)

@@ -1,0 +1,32 @@
+"""benchmarks/goal_latent_probe.py: Spearman on hand-made orders, and the probe's contract on a tiny
+trained point_mass run (posterior samples are noisy, the posterior mean is not)."""
+
+import numpy as np
+import torch
+from test_cli import TINY_POINT_MASS
+
+from benchmarks import goal_latent_probe
+from worldmodels.core.config import load_config
+from worldmodels.methods import load_trained, train
+
+
+def test_spearman_on_hand_made_orders():
+    a = np.array([0.1, 0.5, 0.2, 0.9])
+    assert goal_latent_probe.spearman(a, 10 * a + 3) == 1.0
+    assert goal_latent_probe.spearman(a, -a) == -1.0
+    assert abs(goal_latent_probe.spearman(np.arange(4.0), np.array([1.0, 0.0, 3.0, 2.0])) - 0.6) < 1e-9
+
+
+def test_probe_on_a_tiny_point_mass_run(tmp_path):
+    run_dir = train(load_config(None, TINY_POINT_MASS), run_dir=tmp_path / "run")
+    out = goal_latent_probe.main(["--run-dir", str(run_dir), "--task-set", "point_mass", "--starts", "4"])
+    assert len(out["goals"]) == 9 and len(out["sample"]["spearman"]) == 9 == len(out["mean"]["spearman"])
+    assert all(-1.0 <= s <= 1.0 for v in ("sample", "mean") for s in out[v]["spearman"])
+    assert min(out["sample"]["noise"]) > 0  # two posterior samples of one frame differ
+    again = goal_latent_probe.main(["--run-dir", str(run_dir), "--task-set", "point_mass", "--starts", "4"])
+    assert again["mean"]["spearman"] == out["mean"]["spearman"]  # the mean is deterministic, starts seeded
+    assert (run_dir / "goal_latent_probe_point_mass.json").is_file()
+    run = load_trained(run_dir, device="cpu")
+    _, frames, true = goal_latent_probe.start_frames(run.cfg, "point_mass", 0, 4)
+    run.env.close()
+    assert frames.dtype == torch.uint8 and frames.shape[0] == 4 and len(set(np.round(true, 6))) == 4
