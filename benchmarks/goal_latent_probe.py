@@ -6,7 +6,7 @@ For every goal of the set, ``--starts`` random start states of the goal env (res
 uniformly, so the frames cover the arena) are embedded the way a planner embeds a goal image
 (``features_from_embed``: the posterior from the initial state) and compared to the goal image's
 embedding. Prints, per feature variant (a posterior *sample*, what ``embed_goal`` returns, and the
-posterior *mean*):
+posterior *mean*; a model without a posterior, PLDM, has one: its encoder's ``embed_goal``):
 
 * Spearman rank correlation between the latent L2 distance and the true distance, per goal, then
   the mean and range over goals (1 = the latent orders every start correctly; 0 = no relation);
@@ -57,25 +57,34 @@ def start_frames(cfg, task_set: str, goal: int, starts: int):
     return goal_pixels, torch.stack(frames), np.array(distances)
 
 
+def goal_features(model, pixels: torch.Tensor, sample: bool) -> torch.Tensor:
+    """Features of single frames ``[N,C,H,W]`` -> ``[N,F]``: the posterior from the initial state
+    (a sample or the mean) for RSSM models, ``embed_goal`` (deterministic) for the others (PLDM)."""
+    if model.has_embedding:
+        return model.features_from_embed(model.embed(pixels), sample=sample)
+    return model.embed_goal(pixels)
+
+
 @torch.inference_mode()
 def probe(model, cfg, task_set: str, starts: int) -> dict:
     """The measures of the module docstring for one trained ``model`` on ``task_set``."""
     from envs.goals import goal_names, num_goals
 
     device = model.device
-    out = {"sample": {"spearman": [], "noise": [], "spread": []}, "mean": {"spearman": [], "spread": []}}
+    variants = (("sample", True), ("mean", False)) if model.has_embedding else (("mean", False),)
+    out = {"mean": {"spearman": [], "spread": []}}
+    if model.has_embedding:
+        out["sample"] = {"spearman": [], "noise": [], "spread": []}
     for goal in range(num_goals(task_set)):
         goal_pixels, frames, true = start_frames(cfg, task_set, goal, starts)
-        embed = model.embed(frames.to(device))
-        goal_embed = model.embed(goal_pixels[None].to(device))
-        for variant, sample in (("sample", True), ("mean", False)):
-            feats = model.features_from_embed(embed, sample=sample)
-            goal_feat = model.features_from_embed(goal_embed, sample=sample)
+        for variant, sample in variants:
+            feats = goal_features(model, frames.to(device), sample)
+            goal_feat = goal_features(model, goal_pixels[None].to(device), sample)
             latent = (feats - goal_feat).norm(dim=-1).cpu().numpy()
             out[variant]["spearman"].append(spearman(latent, true))
             out[variant]["spread"].append(float(latent.std()))
             if sample:
-                again = model.features_from_embed(embed, sample=True)
+                again = goal_features(model, frames.to(device), True)
                 out[variant]["noise"].append(float((feats - again).norm(dim=-1).mean()))
     out["goals"] = goal_names(task_set)
     return out
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.run_dir} on {args.task_set}: {args.starts} random starts per goal, {len(result['goals'])} goals")
     print("| features | Spearman(latent L2, true distance): mean [min, max] over goals | latent distance spread (std) | "
           "sample-to-sample noise |\n|---|---|---|---|")  # fmt: skip
-    for variant in ("sample", "mean"):
+    for variant in [v for v in ("sample", "mean") if v in result]:
         r = result[variant]
         noise = f"{np.mean(r['noise']):.3f}" if r.get("noise") else "0 (deterministic)"
         print(f"| posterior {variant} | {np.mean(r['spearman']):.2f} [{min(r['spearman']):.2f}, {max(r['spearman']):.2f}] | "

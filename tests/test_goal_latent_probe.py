@@ -30,3 +30,13 @@ def test_probe_on_a_tiny_point_mass_run(tmp_path):
     _, frames, true = goal_latent_probe.start_frames(run.cfg, "point_mass", 0, 4)
     run.env.close()
     assert frames.dtype == torch.uint8 and frames.shape[0] == 4 and len(set(np.round(true, 6))) == 4
+
+
+def test_a_model_without_a_posterior_is_read_through_embed_goal():
+    from test_pldm import tiny_model
+
+    model = tiny_model().eval()
+    pixels = torch.randint(0, 256, (3, 2, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        feats = goal_latent_probe.goal_features(model, pixels, sample=True)
+        assert torch.equal(feats, model.embed_goal(pixels))  # deterministic: `sample` has no meaning here
