@@ -10,6 +10,8 @@ posterior *mean*; a model without a posterior, PLDM, has one: its encoder's ``em
 
 * Spearman rank correlation between the latent L2 distance and the true distance, per goal, then
   the mean and range over goals (1 = the latent orders every start correctly; 0 = no relation);
+* how much of the simulator state a linear map reads from the features (held-out R^2 over all
+  starts; position and, where a reset sets it, velocity);
 * the noise: mean L2 between two samples of the same frame's posterior, against the spread
   (standard deviation) of the latent distance over the starts. A noise as large as the spread
   drowns the signal a planner ranks candidates by.
@@ -38,23 +40,40 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def start_frames(cfg, task_set: str, goal: int, starts: int):
-    """Goal image ``[C,H,W]``, start frames ``[N,C,H,W]`` and their true distances ``[N]`` to goal ``goal``."""
+    """Goal image ``[C,H,W]``, start frames ``[N,C,H,W]``, their true distances ``[N]`` to goal ``goal``
+    and their simulator states ``[N, S]``."""
     from envs.goals import goal_distance
     from worldmodels.core import keys
     from worldmodels.evaluation.goal_sets import make_goal_set_env
 
     env = make_goal_set_env(cfg, task_set, goal)
-    frames, distances, goal_pixels = [], [], None
+    frames, distances, states, goal_pixels = [], [], [], None
     try:
         for i in range(starts):
             env.set_seed(cfg.seed + 50_000 + 1_000 * goal + i)
             td = env.reset()
             goal_pixels = td[keys.GOAL_PIXELS]
             frames.append(td[keys.PIXELS])
+            states.append(td[keys.STATE].numpy())
             distances.append(float(goal_distance(task_set, td[keys.STATE], td[keys.GOAL_STATE], goal)))
     finally:
         env.close()
-    return goal_pixels, torch.stack(frames), np.array(distances)
+    return goal_pixels, torch.stack(frames), np.array(distances), np.stack(states)
+
+
+def linear_probe_r2(features: np.ndarray, states: np.ndarray, ridge: float = 1e-3) -> float:
+    """Held-out R^2 of a ridge regression from features ``[N, F]`` to states ``[N, S]``, fitted on the
+    even rows and scored on the odd ones, averaged over the state entries that vary (1 = the state
+    is linearly readable from the features; 0 = no better than its mean)."""
+    x = np.concatenate([features, np.ones((len(features), 1))], 1).astype(np.float64)
+    fit, test = slice(0, None, 2), slice(1, None, 2)
+    varying = states[fit].std(0) > 1e-6
+    y = states[:, varying].astype(np.float64)
+    gram = x[fit].T @ x[fit]
+    w = np.linalg.solve(gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram)), x[fit].T @ y[fit])
+    residual = ((x[test] @ w - y[test]) ** 2).sum(0)
+    total = ((y[test] - y[test].mean(0)) ** 2).sum(0)
+    return float(np.mean(1 - residual / total))
 
 
 def goal_features(model, pixels: torch.Tensor, sample: bool) -> torch.Tensor:
@@ -73,10 +92,13 @@ def probe(model, cfg, task_set: str, starts: int) -> dict:
     device = model.device
     variants = (("sample", True), ("mean", False)) if model.has_embedding else (("mean", False),)
     out = {"mean": {"spearman": [], "spread": []}}
+    all_feats, all_states = [], []
     if model.has_embedding:
         out["sample"] = {"spearman": [], "noise": [], "spread": []}
     for goal in range(num_goals(task_set)):
-        goal_pixels, frames, true = start_frames(cfg, task_set, goal, starts)
+        goal_pixels, frames, true, states = start_frames(cfg, task_set, goal, starts)
+        all_feats.append(goal_features(model, frames.to(device), False).cpu().numpy())
+        all_states.append(states)
         for variant, sample in variants:
             feats = goal_features(model, frames.to(device), sample)
             goal_feat = goal_features(model, goal_pixels[None].to(device), sample)
@@ -87,6 +109,7 @@ def probe(model, cfg, task_set: str, starts: int) -> dict:
                 again = goal_features(model, frames.to(device), True)
                 out[variant]["noise"].append(float((feats - again).norm(dim=-1).mean()))
     out["goals"] = goal_names(task_set)
+    out["state_r2"] = linear_probe_r2(np.concatenate(all_feats), np.concatenate(all_states))
     return out
 
 
@@ -114,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         noise = f"{np.mean(r['noise']):.3f}" if r.get("noise") else "0 (deterministic)"
         print(f"| posterior {variant} | {np.mean(r['spearman']):.2f} [{min(r['spearman']):.2f}, {max(r['spearman']):.2f}] | "
               f"{np.mean(r['spread']):.3f} | {noise} |")  # fmt: skip
+    print(f"state linearly readable from the posterior-mean features (held-out R^2): {result['state_r2']:.2f}")
     path = Path(args.json or Path(args.run_dir) / f"goal_latent_probe_{args.task_set}.json")
     path.write_text(json.dumps(result, indent=1))
     return result

@@ -17,6 +17,14 @@ def test_spearman_on_hand_made_orders():
     assert abs(goal_latent_probe.spearman(np.arange(4.0), np.array([1.0, 0.0, 3.0, 2.0])) - 0.6) < 1e-9
 
 
+def test_linear_probe_reads_a_linear_state_and_not_noise():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(200, 5))
+    states = np.stack([feats @ np.array([1.0, -2.0, 0.0, 0.5, 0.0]) + 3, np.zeros(200)], 1)  # 2nd entry constant
+    assert goal_latent_probe.linear_probe_r2(feats, states) > 0.999
+    assert goal_latent_probe.linear_probe_r2(rng.normal(size=(200, 5)), states) < 0.1
+
+
 def test_probe_on_a_tiny_point_mass_run(tmp_path):
     run_dir = train(load_config(None, TINY_POINT_MASS), run_dir=tmp_path / "run")
     out = goal_latent_probe.main(["--run-dir", str(run_dir), "--task-set", "point_mass", "--starts", "4"])
@@ -27,9 +35,10 @@ def test_probe_on_a_tiny_point_mass_run(tmp_path):
     assert again["mean"]["spearman"] == out["mean"]["spearman"]  # the mean is deterministic, starts seeded
     assert (run_dir / "goal_latent_probe_point_mass.json").is_file()
     run = load_trained(run_dir, device="cpu")
-    _, frames, true = goal_latent_probe.start_frames(run.cfg, "point_mass", 0, 4)
+    _, frames, true, states = goal_latent_probe.start_frames(run.cfg, "point_mass", 0, 4)
     run.env.close()
-    assert frames.dtype == torch.uint8 and frames.shape[0] == 4 and len(set(np.round(true, 6))) == 4
+    assert frames.dtype == torch.uint8 and frames.shape[0] == 4 == len(states) and len(set(np.round(true, 6))) == 4
+    assert out["state_r2"] <= 1.0
 
 
 def test_a_model_without_a_posterior_is_read_through_embed_goal():
