@@ -89,27 +89,27 @@ def probe(model, cfg, task_set: str, starts: int) -> dict:
     """The measures of the module docstring for one trained ``model`` on ``task_set``."""
     from envs.goals import goal_names, num_goals
 
-    device = model.device
     variants = (("sample", True), ("mean", False)) if model.has_embedding else (("mean", False),)
-    out = {"mean": {"spearman": [], "spread": []}}
-    all_feats, all_states = [], []
+    out = {variant: {"spearman": [], "spread": []} for variant, _ in variants}
     if model.has_embedding:
-        out["sample"] = {"spearman": [], "noise": [], "spread": []}
+        out["sample"]["noise"] = []
+    mean_feats, all_states = [], []
     for goal in range(num_goals(task_set)):
         goal_pixels, frames, true, states = start_frames(cfg, task_set, goal, starts)
-        all_feats.append(goal_features(model, frames.to(device), False).cpu().numpy())
+        frames, goal_pixels = frames.to(model.device), goal_pixels[None].to(model.device)
         all_states.append(states)
         for variant, sample in variants:
-            feats = goal_features(model, frames.to(device), sample)
-            goal_feat = goal_features(model, goal_pixels[None].to(device), sample)
-            latent = (feats - goal_feat).norm(dim=-1).cpu().numpy()
+            feats = goal_features(model, frames, sample)
+            latent = (feats - goal_features(model, goal_pixels, sample)).norm(dim=-1).cpu().numpy()
             out[variant]["spearman"].append(spearman(latent, true))
             out[variant]["spread"].append(float(latent.std()))
             if sample:
-                again = goal_features(model, frames.to(device), True)
+                again = goal_features(model, frames, True)
                 out[variant]["noise"].append(float((feats - again).norm(dim=-1).mean()))
+            else:
+                mean_feats.append(feats.cpu().numpy())
     out["goals"] = goal_names(task_set)
-    out["state_r2"] = linear_probe_r2(np.concatenate(all_feats), np.concatenate(all_states))
+    out["state_r2"] = linear_probe_r2(np.concatenate(mean_feats), np.concatenate(all_states))
     return out
 
 
