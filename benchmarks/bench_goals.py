@@ -39,8 +39,10 @@ from worldmodels.methods import load_trained, train
 from worldmodels.training.distributed import Team
 
 
-def agents_of(trained, planners: list[str], metric: str | None) -> dict:
-    """``{label: agent_for}`` of a trained run: LEXA's achiever, and a planner on latent distance per name."""
+def agents_of(trained, planners: list[str], metric: str | None, features=("sample",), parts=("full",)) -> dict:
+    """``{label: agent_for}`` of a trained run: LEXA's achiever, and a planner on latent distance per
+    name and per ``GoalDistanceObjective`` ``features`` x ``part`` variant (the label names a variant
+    other than the default sample / full)."""
     cfg, model, method = trained.cfg, trained.model, trained.method
     agents = {}
     if method.goal_policy is not None:
@@ -48,10 +50,13 @@ def agents_of(trained, planners: list[str], metric: str | None) -> dict:
     names = planners or ([] if agents else [cfg.planner])
     used = metric or method.goal_metric
     for name in names:
-        agents[f"{name}, {used} latent distance"] = (
-            lambda goal_pixels, name=name: goal_planning_agent(
-                cfg, model, goal_pixels, used, method.goal_steps, name=name)
-        )
+        for feat in features:
+            for part in parts:
+                variant = "" if (feat, part) == ("sample", "full") else f" ({feat}, {part})"
+                agents[f"{name}, {used} latent distance{variant}"] = (
+                    lambda goal_pixels, name=name, feat=feat, part=part: goal_planning_agent(
+                        cfg, model, goal_pixels, used, method.goal_steps, name=name, features=feat, part=part)
+                )
     return agents
 
 
@@ -67,6 +72,10 @@ def main() -> None:
     parser.add_argument("--planners", "--planner", default="",
                         help="comma-separated planners (cem, mppi, icem, gradient)")
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None, help="latent distance of the planners")
+    parser.add_argument("--features", default="sample",
+                        help="comma-separated: compare latent samples and/or means (sample, mean); a row per value")
+    parser.add_argument("--part", default="full",
+                        help="comma-separated: compare all features and/or the stochastic part (full, stoch)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
@@ -91,6 +100,10 @@ def run_benchmark(parser, args, team: Team) -> None:
     if not runs:
         parser.error("pass --run-dir RUN (repeatable) or a config to train.")
     planners = [p for p in args.planners.split(",") if p]
+    features, parts = [f for f in args.features.split(",") if f], [p for p in args.part.split(",") if p]
+    for name, values, allowed in (("--features", features, ("sample", "mean")), ("--part", parts, ("full", "stoch"))):
+        if not values or any(v not in allowed for v in values):
+            parser.error(f"{name} takes a comma-separated list of {', '.join(allowed)}, got {','.join(values)!r}.")
 
     results: dict[str, dict] = {}  # task_set -> {"random": result, "rows": [(label, result)]}
     intrinsic = {}
@@ -103,7 +116,7 @@ def run_benchmark(parser, args, team: Team) -> None:
             if "random" not in entry:  # the goal envs' seeds fix the starts; random actions once per goal set
                 torch.manual_seed(0)
                 entry["random"] = run_goal_set(cfg, task_set, lambda goal_pixels: None, args.episodes, team=team)
-            for label, agent_for in agents_of(trained, planners, args.metric).items():
+            for label, agent_for in agents_of(trained, planners, args.metric, features, parts).items():
                 torch.manual_seed(0)
                 result = run_goal_set(cfg, task_set, agent_for, args.episodes, team=team)
                 entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}", result))

@@ -32,6 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from planners.objectives import goal_image_features as goal_features  # noqa: E402
+
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two 1-D arrays (no ties expected: continuous distances)."""
@@ -76,14 +78,6 @@ def linear_probe_r2(features: np.ndarray, states: np.ndarray, ridge: float = 1e-
     return float(np.mean(1 - residual / total))
 
 
-def goal_features(model, pixels: torch.Tensor, sample: bool) -> torch.Tensor:
-    """Features of single frames ``[N,C,H,W]`` -> ``[N,F]``: the posterior from the initial state
-    (a sample or the mean) for RSSM models, ``embed_goal`` (deterministic) for the others (PLDM)."""
-    if model.has_embedding:
-        return model.features_from_embed(model.embed(pixels), sample=sample)
-    return model.embed_goal(pixels)
-
-
 @torch.inference_mode()
 def probe(model, cfg, task_set: str, starts: int) -> dict:
     """The measures of the module docstring for one trained ``model`` on ``task_set``."""
@@ -113,11 +107,85 @@ def probe(model, cfg, task_set: str, starts: int) -> dict:
     return out
 
 
+def filtered_episodes(model, cfg, task_set: str, goal: int, episodes: int, steps: int):
+    """Posterior states ``[N, T]`` of ``episodes`` random-action episodes of ``steps`` agent steps
+    toward goal ``goal``, filtered with their history as a planning agent's belief is, the goal
+    image ``[C,H,W]`` and the true distances ``[N, T]`` of every row to the goal."""
+    from envs.goals import goal_distance
+    from worldmodels.core import keys
+    from worldmodels.evaluation.goal_sets import make_goal_set_env
+
+    env = make_goal_set_env(cfg, task_set, goal)
+    rollouts = []
+    try:
+        for i in range(episodes):
+            env.set_seed(cfg.seed + 60_000 + 1_000 * goal + i)
+            torch.manual_seed(cfg.seed + 60_000 + 1_000 * goal + i)
+            rollouts.append(env.rollout(max_steps=steps, auto_reset=True))  # random actions
+    finally:
+        env.close()
+    batch = torch.stack(rollouts)  # [N, T]
+    actions = batch[keys.ACTION]
+    prev_action = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+    is_first = torch.zeros(*batch.shape, 1, dtype=torch.bool)
+    is_first[:, 0] = True
+    dev = model.device
+    posterior = model.observe({keys.PIXELS: batch[keys.PIXELS].to(dev)}, prev_action.to(dev), is_first.to(dev))
+    true = goal_distance(task_set, batch[keys.STATE], batch[keys.GOAL_STATE], goal)
+    return posterior, batch[keys.GOAL_PIXELS][0, 0], np.asarray(true)
+
+
+def planning_variants(model, posterior, goal_pixels: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{variant: (features [..., F'], goal features [F'])}``: what a goal-distance objective could
+    compare for filtered states ``posterior`` (their deterministic part carries the history, unlike a
+    goal image's, which is one GRU step from the zero state). RSSM models: the sampled features and a
+    goal sample (what ``embed_goal`` gives the planners), the mean features against the goal's mean,
+    the stochastic part alone (posterior mean, and the prior mean at the same ``deter``, which is what
+    an imagined step holds), and the deterministic part alone. Other models: their features."""
+    from worldmodels.core import keys
+
+    if not model.has_embedding or not hasattr(model, "rssm"):
+        return {"features": (model.features(posterior), model.embed_goal(goal_pixels[None])[0])}
+    embed = model.embed(goal_pixels[None])
+    goal_sample = model.features_from_embed(embed, sample=True)[0]
+    goal_mean = model.features_from_embed(embed, sample=False)[0]
+    d = posterior[keys.DETER].shape[-1]
+    mean = model.mean_features(posterior)
+    prior = posterior.select(keys.DETER).update(model.rssm.prior(posterior[keys.DETER]))
+    prior_mean = model.mean_features(prior)
+    return {
+        "full, sample (planners today)": (model.features(posterior), goal_sample),
+        "full, mean": (mean, goal_mean),
+        "stoch, posterior mean": (mean[..., d:], goal_mean[d:]),
+        "stoch, prior mean": (prior_mean[..., d:], goal_mean[d:]),
+        "deter only": (mean[..., :d], goal_mean[:d]),
+    }
+
+
+@torch.inference_mode()
+def filtered_probe(model, cfg, task_set: str, episodes: int, steps: int, warmup: int) -> dict:
+    """Spearman of each :func:`planning_variants` L2 against the true distance, per goal, on the rows
+    after ``warmup`` steps of filtering: ``{variant: [per-goal Spearman]}``."""
+    from envs.goals import num_goals
+
+    out: dict[str, list[float]] = {}
+    for goal in range(num_goals(task_set)):
+        posterior, goal_pixels, true = filtered_episodes(model, cfg, task_set, goal, episodes, steps)
+        for variant, (feats, goal_feats) in planning_variants(model, posterior, goal_pixels.to(model.device)).items():
+            latent = (feats - goal_feats).norm(dim=-1)[:, warmup:].reshape(-1).cpu().numpy()
+            out.setdefault(variant, []).append(spearman(latent, true[:, warmup:].reshape(-1)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--task-set", required=True)
     parser.add_argument("--starts", type=int, default=40, help="random start states per goal")
+    parser.add_argument("--episodes", type=int, default=6,
+                        help="random-action episodes per goal for the filtered (planning) rows; 0 skips them")
+    parser.add_argument("--steps", type=int, default=60, help="agent steps of each filtered episode")
+    parser.add_argument("--warmup", type=int, default=10, help="filtered steps before rows are compared")
     parser.add_argument("--json", default=None, help="default: RUN/goal_latent_probe_TASKSET.json")
     args = parser.parse_args(argv)
 
@@ -138,6 +206,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| posterior {variant} | {np.mean(r['spearman']):.2f} [{min(r['spearman']):.2f}, {max(r['spearman']):.2f}] | "
               f"{np.mean(r['spread']):.3f} | {noise} |")  # fmt: skip
     print(f"state linearly readable from the posterior-mean features (held-out R^2): {result['state_r2']:.2f}")
+    if args.episodes > 0:
+        if args.warmup >= args.steps:
+            parser.error(f"--warmup must be below --steps ({args.steps}), got {args.warmup}.")
+        result["filtered"] = filtered_probe(run.model, run.cfg, args.task_set, args.episodes, args.steps, args.warmup)
+        print(f"\nFiltered states ({args.episodes} random episodes of {args.steps} steps per goal, rows after "
+              f"{args.warmup}), the belief a planner starts from, against the goal image's features:")
+        print("| compared | Spearman(latent L2, true distance): mean [min, max] over goals |\n|---|---|")
+        for variant, rho in result["filtered"].items():
+            print(f"| {variant} | {np.mean(rho):.2f} [{min(rho):.2f}, {max(rho):.2f}] |")
     path = Path(args.json or Path(args.run_dir) / f"goal_latent_probe_{args.task_set}.json")
     path.write_text(json.dumps(result, indent=1))
     return result

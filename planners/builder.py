@@ -14,7 +14,7 @@ from planners.cem import CEMPlanner
 from planners.gradient import GradientPlanner
 from planners.icem import ICEMPlanner
 from planners.mppi import MPPIPlanner
-from planners.objectives import GoalDistanceObjective, Metric, RewardObjective, Steps
+from planners.objectives import Features, GoalDistanceObjective, Metric, Part, RewardObjective, Steps
 from worldmodels.core.config import RunConfig
 from worldmodels.core.interface import WorldModel
 
@@ -70,12 +70,13 @@ def planning_agent(cfg: RunConfig, model: WorldModel, objective=None, explore: b
 
 
 def goal_planning_agent(cfg: RunConfig, model: WorldModel, goal_pixels: Tensor, metric: Metric, steps: Steps,
-                        k: int = 3, name: str | None = None, config=None) -> PlanningAgent:  # fmt: skip
+                        k: int = 3, name: str | None = None, config=None, features: Features = "sample",
+                        part: Part = "full") -> PlanningAgent:  # fmt: skip
     """A new agent planning toward one goal image ``[C, H, W]`` (or goals ``[B, C, H, W]``, one per
-    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k)`` on ``model.embed_goal``
-    (PLDM's MPPI cost is ``metric="l2", steps="all"``, its gradient planner's ``steps="last_k", k=3``;
+    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k, features, part)`` (PLDM's
+    MPPI cost is ``metric="l2", steps="all"``, its gradient planner's ``steps="last_k", k=3``;
     LEXA's ``cosine`` over ``all`` steps)."""
-    objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k)
+    objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k, features=features, part=part)
     pixels = goal_pixels[None] if goal_pixels.dim() == 3 else goal_pixels
     objective.set_goal_pixels(pixels.to(model.device))
     return planning_agent(cfg, model, objective, name=name, config=config)

@@ -186,6 +186,31 @@ class RewardObjective(Objective):
         return (rewards * weights).sum(-1)
 
 
+Features = Literal["sample", "mean"]
+Part = Literal["full", "stoch"]
+
+
+def goal_image_features(model: WorldModel, pixels: Tensor, sample: bool = True) -> Tensor:
+    """A goal image's features ``[N,C,H,W] -> [N,F]``: for models with an encoder embedding (the RSSMs)
+    the posterior from the initial state, a sample (what ``embed_goal`` returns) or its mean / mode
+    (``sample=False``, LEXA ``get_init_feat_embed``); ``embed_goal`` (deterministic) for the others."""
+    if model.has_embedding:
+        return model.features_from_embed(model.embed(pixels), sample=sample)
+    return model.embed_goal(pixels)
+
+
+def stoch_dims(model: WorldModel) -> int:
+    """S, the size of the stochastic part: the last S dims of ``cat(deter, stoch)`` features.
+
+    Raises:
+        CapabilityError: the model's state has no ``keys.STOCH`` part.
+    """
+    state = model.initial_state(1)
+    if keys.STOCH not in state.keys():
+        raise CapabilityError(f"{type(model).__name__}'s state has no {keys.STOCH!r} part to compare.")
+    return state[keys.STOCH][0].numel()
+
+
 class GoalDistanceObjective(GoalObjective):
     """Closeness of imagined features to a goal's features (LEXA achiever; PLDM planning objective).
 
@@ -195,12 +220,25 @@ class GoalDistanceObjective(GoalObjective):
     (the last ``k``) or ``all``. PLDM's objective, -sum_{t in last 3} mean_d (z_t - Enc(o_goal))^2
     (methods.md 3.5), is ``GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)``.
 
+    For RSSM models two choices change what is compared. ``features="mean"`` compares the imagined
+    states' mean / mode features (``model.mean_features``) with the goal image's posterior mean
+    instead of samples of both: a goal sample's noise can exceed the spread between frames
+    (``benchmarks/goal_latent_probe.py``). ``part="stoch"`` compares only the stochastic part: a goal
+    image's ``deter`` is one GRU step from the zero state, the same for every goal, while an imagined
+    state's ``deter`` carries its history, so the full distance also measures how far that history
+    is from an empty one.
+
     Args:
         model: any world model; its ``embed_goal`` maps goal pixels to features.
         goal_features: optional initial goal ``[B, F]`` (or ``[F]`` for one goal).
         metric: ``"cosine"`` or ``"l2"``.
         steps: ``"final"``, ``"last_k"`` or ``"all"``.
         k: number of final steps for ``steps="last_k"`` (PLDM: 3).
+        features: ``"sample"`` or ``"mean"`` (used by :meth:`set_goal_pixels` and on imagined states).
+        part: ``"full"`` or ``"stoch"`` (the last S feature dims; models with a ``keys.STOCH`` state).
+
+    Raises:
+        CapabilityError: ``part="stoch"`` for a model without a stochastic state.
 
     Example:
         >>> objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)
@@ -215,24 +253,32 @@ class GoalDistanceObjective(GoalObjective):
         metric: Metric = "cosine",
         steps: Steps = "final",
         k: int = 3,
+        features: Features = "sample",
+        part: Part = "full",
     ):
         super().__init__(model.feature_dim, steps, k)
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}.")
+        if features not in ("sample", "mean"):
+            raise ValueError(f"features must be 'sample' or 'mean', got {features!r}.")
+        if part not in ("full", "stoch"):
+            raise ValueError(f"part must be 'full' or 'stoch', got {part!r}.")
         self.model = model
-        self.metric = metric
+        self.metric, self.features, self.part = metric, features, part
+        self.compared = stoch_dims(model) if part == "stoch" else model.feature_dim
         if goal_features is not None:
             self.set_goal(goal_features)
 
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:
-        """Set the goal from goal images via ``model.embed_goal``. Shapes: uint8 [B,C,H,W]."""
-        self.set_goal(self.model.embed_goal(pixels.to(self.model.device)))
+        """Set the goal from goal images (:func:`goal_image_features`). Shapes: uint8 [B,C,H,W]."""
+        self.set_goal(goal_image_features(self.model, pixels.to(self.model.device), self.features == "sample"))
 
     def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
         """Per-step goal score (higher = closer). Shapes: imagined [N,H] -> [N,H]."""
-        feats = model.features(imagined)  # [N,H,F]
-        goal = self.goal_for(feats.shape[0]).to(feats)[:, None]  # [N,1,F]
+        feats = model.mean_features(imagined) if self.features == "mean" else model.features(imagined)  # [N,H,F]
+        feats = feats[..., -self.compared :]
+        goal = self.goal_for(feats.shape[0]).to(feats)[:, None, -self.compared :]  # [N,1,F']
         if self.metric == "cosine":
             return torch.nn.functional.cosine_similarity(feats, goal, dim=-1, eps=1e-8)
         return -((feats - goal) ** 2).mean(-1)
@@ -271,24 +317,16 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
         steps: Steps = "final",
         k: int = 3,
         sample_goal: bool = False,
-        part: Literal["full", "stoch"] = "full",
+        part: Part = "full",
     ):
         if not model.has_embedding:
             raise CapabilityError(
                 f"{type(model).__name__} has no image embedding (has_embedding=False); "
                 "EmbeddingCosineObjective needs goals as encoder embeddings."
             )
-        if part not in ("full", "stoch"):
-            raise ValueError(f"part must be 'full' or 'stoch', got {part!r}.")
-        super().__init__(model, metric="cosine", steps=steps, k=k)
+        super().__init__(model, metric="cosine", steps=steps, k=k, part=part)
         self.goal_dim = model.embed_dim
-        self.sample_goal, self.part = sample_goal, part
-        self.compared = model.feature_dim
-        if part == "stoch":
-            state = model.initial_state(1)
-            if keys.STOCH not in state.keys():
-                raise CapabilityError(f"{type(model).__name__}'s state has no {keys.STOCH!r} part to compare.")
-            self.compared = state[keys.STOCH][0].numel()  # S: the last S dims of cat(deter, stoch)
+        self.sample_goal = sample_goal
 
     @torch.no_grad()
     def set_goal(self, goal: Tensor) -> None:
@@ -300,12 +338,6 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
     def set_goal_pixels(self, pixels: Tensor) -> None:
         """Set the goal from goal images via ``model.embed``. Shapes: uint8 [B,C,H,W]."""
         self.set_goal(self.model.embed(pixels.to(self.model.device)))
-
-    def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
-        """cos(feat_h[-S':], feat_g[-S':]) with S' = F (``full``) or S (``stoch``). Shapes: [N,H] -> [N,H]."""
-        feats = model.features(imagined)[..., -self.compared :]  # [N,H,S']
-        goal = self.goal_for(feats.shape[0]).to(feats)[:, None, -self.compared :]  # [N,1,S']
-        return torch.nn.functional.cosine_similarity(feats, goal, dim=-1, eps=1e-8)
 
 
 class DisagreementObjective(Objective, nn.Module):

@@ -525,3 +525,59 @@ def test_sequences_per_plan_counts_what_imagine_sees(name):
     model.calls.clear()
     planner.plan(start_state())  # steady state (iCEM: with the previous step's elites)
     assert sum(model.calls) == 3 * sequences_per_plan(name, config)
+
+
+def _tiny_dreamer(classes: int):
+    from worldmodels.core.config import DreamerConfig
+    from worldmodels.models.dreamer import DreamerV2
+
+    torch.manual_seed(3)
+    cfg = DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=5, classes=classes, cnn_depth=2, mlp_layers=1, mlp_units=8)
+    return DreamerV2(cfg, action_dim=2).eval()
+
+
+@pytest.mark.parametrize("classes", [0, 4], ids=["gaussian", "categorical"])
+def test_goal_objective_mean_and_stoch_variants_on_an_rssm(classes):
+    model = _tiny_dreamer(classes)
+    goal_pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    pixels = torch.randint(0, 256, (2, 1, 3, 64, 64), dtype=torch.uint8)
+    first = torch.ones(2, 1, 1, dtype=torch.bool)
+    with torch.no_grad():
+        post = model.observe(pixels, torch.zeros(2, 1, 2), first)
+        # at the first step the mean features of a sampled posterior are the sample=False posterior's
+        torch.testing.assert_close(model.mean_features(post)[:, 0],
+                                   model.features_from_embed(model.embed(pixels[:, 0]), sample=False))
+        imagined = model.imagine(post[:, 0], torch.rand(2, 3, 2) * 2 - 1)  # [2, 3]
+    mean = GoalDistanceObjective(model, metric="l2", steps="all", features="mean")
+    mean.set_goal_pixels(goal_pixels)
+    goal = mean.goal.clone()
+    mean.set_goal_pixels(goal_pixels)
+    torch.testing.assert_close(mean.goal, goal, rtol=0, atol=0)  # the mean goal is deterministic
+    expected = -((model.mean_features(imagined) - goal[:, None]) ** 2).mean(-1)
+    torch.testing.assert_close(mean.per_step(model, imagined), expected)
+    sampled = GoalDistanceObjective(model, metric="l2", features="sample")
+    sampled.set_goal_pixels(goal_pixels)
+    assert not torch.allclose(sampled.goal, goal)  # the default draws a posterior sample
+
+    d = model.rssm.deter_dim
+    stoch = GoalDistanceObjective(model, goal, metric="l2", steps="all", features="mean", part="stoch")
+    expected = -((model.mean_features(imagined)[..., d:] - goal[:, None, d:]) ** 2).mean(-1)
+    torch.testing.assert_close(stoch.per_step(model, imagined), expected)
+    moved = imagined.clone()
+    moved[keys.DETER] = moved[keys.DETER] + 5.0  # another history, the same stochastic state
+    torch.testing.assert_close(stoch.per_step(model, moved), stoch.per_step(model, imagined))
+    assert not torch.allclose(mean.per_step(model, moved), mean.per_step(model, imagined))
+
+
+def test_goal_objective_variants_refuse_what_a_model_lacks():
+    model = make_model()  # toy model: a deterministic latent, no stochastic part
+    with pytest.raises(CapabilityError, match="no 'stoch' part"):
+        GoalDistanceObjective(model, part="stoch")
+    with pytest.raises(ValueError, match="features must be 'sample' or 'mean'"):
+        GoalDistanceObjective(model, features="mode")
+    with pytest.raises(ValueError, match="part must be 'full' or 'stoch'"):
+        GoalDistanceObjective(model, part="deter")
+    goal, imagined = _goal_candidates(model)
+    torch.testing.assert_close(  # a deterministic model's mean features are its features
+        GoalDistanceObjective(model, goal, metric="l2", features="mean")(model, imagined),
+        GoalDistanceObjective(model, goal, metric="l2")(model, imagined))

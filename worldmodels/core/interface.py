@@ -16,7 +16,8 @@ Contract (all shapes batch-major; keys from ``worldmodels/keys.py``):
   from ``state`` ``[N]``. Either an action sequence ``[N,H,A]`` or a policy
   ``features [N,F] -> action [N,A]`` with ``horizon``. Row ``h`` holds ``ACTION`` a_h and the
   state s_{h+1} it leads to (the start state is *not* included).
-* ``features(state) -> [..., feature_dim]`` -- what planners, actors and objectives read.
+* ``features(state) -> [..., feature_dim]`` -- what planners, actors and objectives read;
+  ``mean_features(state)`` the same with the stochastic part at its mean / mode (default: ``features``).
 * ``embed_goal(pixels) -> [B, feature_dim]`` -- a goal image uint8 ``[B,C,H,W]`` in feature space.
   Goal images stay pixels: a model that reads other observations (``observation_keys`` other than
   ``(PIXELS,)``) raises :class:`CapabilityError` here.
@@ -198,6 +199,11 @@ class WorldModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def features(self, state: TensorDict) -> Tensor:
         """``[..., feature_dim]`` for a state TensorDict of any batch shape."""
+
+    def mean_features(self, state: TensorDict) -> Tensor:
+        """``features`` with any stochastic part at its mean / mode instead of its sample (a goal
+        image's ``features_from_embed(sample=False)`` counterpart). Deterministic models: ``features``."""
+        return self.features(state)
 
     @abc.abstractmethod
     def embed_goal(self, pixels: Tensor) -> Tensor:
@@ -411,6 +417,7 @@ def check_world_model(model: WorldModel, batch: int = 2, length: int = 3, horizo
         f"got {returned.dtype} values that differ"
     )
     _expect_shape("features(imagine(...))", model.features(imag), [batch, horizon, f])
+    _expect_shape("mean_features(imagine(...))", model.mean_features(imag), [batch, horizon, f])
 
     def policy(feats: Tensor) -> Tensor:
         _expect_shape("the policy's input features inside imagine(state, policy, horizon)", feats, [batch, f])

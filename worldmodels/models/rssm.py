@@ -161,6 +161,17 @@ class RSSM(nn.Module):
             stoch = stoch.flatten(-2)
         return torch.cat([state[keys.DETER], stoch], -1)
 
+    def mean_features(self, state: TensorDict) -> Tensor:
+        """``cat(deter, mean of z)`` from the state's statistics, ``[..., D + S]``: the Gaussian ``MEAN``,
+        or the one-hot mode of the categorical ``LOGITS`` (the ``sample=False`` state, without its noise).
+        A goal image's posterior features with ``sample=False`` are this, for the same state."""
+        if self.categorical:
+            logits = state[keys.LOGITS]
+            stoch = F.one_hot(logits.argmax(-1), self.stoch.classes).to(logits.dtype).flatten(-2)
+        else:
+            stoch = state[keys.MEAN]
+        return torch.cat([state[keys.DETER], stoch], -1)
+
     def prior(self, deter: Tensor) -> TensorDict:
         """Prior statistics ``p(z | h)`` for any batch of ``deter [..., D]`` (no sample): ``MEAN``/``STD`` or ``LOGITS``."""
         return TensorDict(self._stats_dict(self.prior_net(deter)), batch_size=deter.shape[:-1])

@@ -117,6 +117,10 @@ class RSSMWorldModel(WorldModel):
     def features(self, state: TensorDict) -> Tensor:
         return self.rssm.features(state)
 
+    def mean_features(self, state: TensorDict) -> Tensor:
+        """Features with the stochastic part at its mean / mode instead of the sample, ``[..., F]``."""
+        return self.rssm.mean_features(state)
+
     def _observations(self, obs: TensorDict | Tensor | Mapping[str, Tensor], prev_action: Tensor,
                       is_first: Tensor) -> dict[str, Tensor]:  # fmt: skip
         """The observed tensors ``{key: [B, T, ...]}``, shape-checked with ``prev_action`` and ``is_first``."""
