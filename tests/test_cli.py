@@ -83,20 +83,27 @@ def test_plan_on_goal_task_reports_success(run_dir, capsys):
     assert result["success"] == (result["final_goal_distance"] < 0.03)
 
 
-def test_plan_metric_flag_reaches_the_goal_objective(run_dir, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["plan", "eval"])
+def test_goal_distance_flags_reach_the_goal_objective(run_dir, capsys, monkeypatch, command):
     import worldmodels.methods as methods
 
     seen, original = [], methods.goal_planning_agent
 
-    def recording_goal_agent(cfg, model, goal_pixels, metric, steps, k=3, name=None):
-        seen.append(metric)
-        agent = original(cfg, model, goal_pixels, metric, steps, k, name)
-        assert agent.planner.objective.metric == "l2"
+    def recording_goal_agent(*args, **kwargs):
+        agent = original(*args, **kwargs)
+        objective = agent.planner.objective
+        seen.append((objective.metric, objective.features, objective.part))
         return agent
 
     monkeypatch.setattr(methods, "goal_planning_agent", recording_goal_agent)
-    assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "2", "--metric", "l2"]) == 0
-    assert seen == ["l2"]
+    flags = ["--metric", "l2", "--features", "mean", "--part", "stoch"]
+    where = ["--goal", "point_mass:1", "--steps", "2"] if command == "plan" else ["--goals", "point_mass"]
+    assert main([command, str(run_dir), *where, *flags]) == 0
+    assert seen and set(seen) == {("l2", "mean", "stoch")}
+    monkeypatch.setattr(methods, "goal_planning_agent", recording_goal_agent)
+    seen.clear()
+    assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "1"]) == 0
+    assert seen == [("cosine", "sample", "full")]  # the method's defaults
 
 
 def test_eval_goals_reports_per_goal_success(run_dir, capsys):

@@ -116,6 +116,10 @@ class Method:
     """latent distance when planning toward a goal image (LEXA: cosine; PLDM: squared L2)"""
     goal_steps: Literal["final", "last_k", "all"] = "all"
     """which imagined steps the goal distance sums (LEXA: all; PLDM: the last 3)"""
+    goal_features: Literal["sample", "mean"] = "sample"
+    """imagined states' features compared with a goal sample (``sample``) or means with the goal's mean"""
+    goal_part: Literal["full", "stoch"] = "full"
+    """all features, or the stochastic part only (a goal image's ``deter`` is the same for every goal)"""
     goal_policy: Callable | None = None
     """``(model, behaviour) -> agent_for(goal_pixels)`` when a learned policy reaches goals (LEXA's
     achiever); None = plan toward the goal's latent"""
@@ -170,12 +174,17 @@ class Method:
 
     # -- goal images
     def goal_agent_for(self, cfg: RunConfig, model: WorldModel, behaviour=None, planner: str | None = None,
-                       metric: str | None = None):  # fmt: skip
-        """``agent_for(goal_pixels [C, H, W]) -> agent`` acting toward that goal image (a new agent per goal)."""
+                       metric: str | None = None, features: str | None = None, part: str | None = None):  # fmt: skip
+        """``agent_for(goal_pixels [C, H, W]) -> agent`` acting toward that goal image (a new agent per goal).
+
+        ``metric``, ``features`` and ``part`` choose the latent distance (``GoalDistanceObjective``);
+        None takes the method's default. A learned goal policy (LEXA's achiever) ignores them."""
         if self.goal_policy is not None:
             return self.goal_policy(model, behaviour)
         metric = metric or self.goal_metric
-        return lambda goal_pixels: goal_planning_agent(cfg, model, goal_pixels, metric, self.goal_steps, name=planner)
+        features, part = features or self.goal_features, part or self.goal_part
+        return lambda goal_pixels: goal_planning_agent(cfg, model, goal_pixels, metric, self.goal_steps, name=planner,
+                                                       features=features, part=part)  # fmt: skip
 
     def train(self, cfg: RunConfig | None, run_dir, resume: bool, team: Team | None = None) -> Path:
         if self.loop == "offline":

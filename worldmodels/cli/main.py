@@ -41,6 +41,10 @@ def _device(text: str) -> str:
 DEVICE_HELP = "auto (a GPU when present), cpu, cuda or cuda:N (default: the run's config)"
 RUN_DIR_HELP = "a run directory written by 'worldmodels train' (holds config.yaml and checkpoints/)"
 METRIC_HELP = "latent distance to the goal when planning (default: l2 for pldm, cosine otherwise)"
+FEATURES_HELP = ("sample: imagined features against a posterior sample of the goal; mean: imagined means/modes "
+                 "against the goal's posterior mean (default: the method's, sample)")
+PART_HELP = ("full: all features; stoch: the stochastic part only, since a goal image's deterministic state is the "
+             "same for every goal (default: the method's, full)")
 PLANNER_HELP = "planner toward the goal (default: the run's config; LEXA runs act with their achiever)"
 
 
@@ -66,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None,
                    help="how the agent acts (default: the run's config)")  # fmt: skip
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
+    p.add_argument("--features", choices=["sample", "mean"], default=None, help=FEATURES_HELP)
+    p.add_argument("--part", choices=["full", "stoch"], default=None, help=PART_HELP)
     p.add_argument("--seed", type=int, default=0, help="torch seed of the agent's sampling (default: 0)")
     p.add_argument("--device", type=_device, default=None, help=DEVICE_HELP)
     p.set_defaults(command_name="eval_command")
@@ -77,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. point_mass:3, for a goal of a goal task set (success measured from state)")  # fmt: skip
     p.add_argument("--planner", choices=["cem", "mppi", "icem", "gradient"], default=None, help=PLANNER_HELP)
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
+    p.add_argument("--features", choices=["sample", "mean"], default=None, help=FEATURES_HELP)
+    p.add_argument("--part", choices=["full", "stoch"], default=None, help=PART_HELP)
     p.add_argument("--steps", type=_positive_int, default=None, help="agent steps to act (default: one episode)")
     p.add_argument("--video", help="mp4 or gif of the observation beside the goal")
     p.add_argument("--resize", action="store_true", help="resize a goal image of another size to the model's")
