@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from worldmodels.training.run_dir import read_run_config
-    from worldmodels.viz.curves import learning_curves_figure, save_png
+    from worldmodels.viz.curves import learning_curves_figure
+    from worldmodels.viz.plots import save_png
 
     groups, task, tolerance, first_cfg = [], None, 0.0, None
     for label, *runs in args.group:

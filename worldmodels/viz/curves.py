@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import imageio.v3 as iio
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from worldmodels.viz.plots import save_png
 
 SIZE = (720, 420)
 """(width, height) of the figure in pixels"""
@@ -122,12 +123,3 @@ def learning_curves_figure(curves: Sequence[dict], reference: dict | None, title
 def plot_learning_curve(path_png: str | Path, *args, **kwargs) -> Path:
     """Write :func:`learning_curve_figure` (same arguments) to a PNG; returns the path."""
     return save_png(learning_curve_figure(*args, **kwargs), path_png)
-
-
-def save_png(figure: Figure, path_png: str | Path) -> Path:
-    """Render a figure on its Agg canvas to an RGB PNG; returns the path."""
-    figure.canvas.draw()
-    path = Path(path_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
-    return path

@@ -74,16 +74,25 @@ def _mark_context(ax, x: float) -> None:
     ax.text(x, 0.97, " imagined", transform=top, ha="left", va="top", fontsize=7, color="tab:red", clip_on=True)
 
 
-def errors_image(errors: PredictionErrors, context: int | None = None) -> np.ndarray:
-    """:func:`errors_figure` rendered to uint8 ``[n * 240, 480, 3]`` (e.g. for TensorBoard)."""
-    figure = errors_figure(errors, context)
+def figure_rgb(figure: Figure) -> np.ndarray:
+    """A figure on an Agg canvas rendered to uint8 ``[H, W, 3]``."""
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
-def plot_errors(errors: PredictionErrors, path_png: str | Path, context: int | None = None) -> Path:
-    """Write :func:`errors_image` to a PNG; returns the path."""
+def save_png(figure: Figure, path_png: str | Path) -> Path:
+    """Write :func:`figure_rgb` of ``figure`` to a PNG (parent folders made); returns the path."""
     path = Path(path_png)
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, errors_image(errors, context))
+    iio.imwrite(path, figure_rgb(figure))
     return path
+
+
+def errors_image(errors: PredictionErrors, context: int | None = None) -> np.ndarray:
+    """:func:`errors_figure` rendered to uint8 ``[n * 240, 480, 3]`` (e.g. for TensorBoard)."""
+    return figure_rgb(errors_figure(errors, context))
+
+
+def plot_errors(errors: PredictionErrors, path_png: str | Path, context: int | None = None) -> Path:
+    """Write :func:`errors_image` to a PNG; returns the path."""
+    return save_png(errors_figure(errors, context), path_png)
