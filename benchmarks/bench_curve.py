@@ -81,15 +81,19 @@ def read_random(run_dir: str | Path) -> dict | None:
     return None
 
 
+def nearest(points: list[dict], step: int, tolerance: float) -> dict | None:
+    """The point ``{"step", ...}`` closest to ``step``, or None when none lies within ``tolerance`` env steps."""
+    near = min(points, key=lambda p: abs(p["step"] - step), default=None)
+    return near if near is not None and abs(near["step"] - step) <= tolerance else None
+
+
 def compare(curve: list[dict], reference: dict, tolerance: float) -> list[dict]:
     """One row per reference step: our eval nearest to it within ``tolerance`` env steps (or None), the
     band, and ``inside`` / ``above`` / ``below`` (against the mean where the reference has no min-max)."""
     rows = []
     for i, step in enumerate(reference["env_steps"]):
         mean, low, high = reference["mean"][i], reference["min"][i], reference["max"][i]
-        near = min(curve, key=lambda p: abs(p["step"] - step), default=None)
-        if near is not None and abs(near["step"] - step) > tolerance:
-            near = None
+        near = nearest(curve, step, tolerance)
         where = None
         if near is not None:
             low_, high_ = (mean, mean) if low is None or high is None else (low, high)

@@ -55,11 +55,6 @@ def format_cell(point: dict | None) -> str:
     return f"{point['mean']:.1f} [{point['low']:.1f}-{point['high']:.1f}] ({point['seeds']} seeds)"
 
 
-def nearest(points: list[dict], step: int, tolerance: float) -> dict | None:
-    near = min(points, key=lambda p: abs(p["step"] - step), default=None)
-    return near if near is not None and abs(near["step"] - step) <= tolerance else None
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("LABEL", "RUN"),
@@ -95,17 +90,15 @@ def main(argv: list[str] | None = None) -> dict:
     name = args.reference or bench_curve.DEFAULT_REFERENCE.get(first_cfg.method, "dreamerv2_dmc_vision")
     reference_file = bench_curve.load_reference(name)
     reference = reference_file["tasks"].get(task)
-    ref_steps = reference["env_steps"] if reference else []
+    ref_points = [{"step": s, "mean": m, "min": lo, "max": hi} for s, m, lo, hi in
+                  zip(reference["env_steps"], reference["mean"], reference["min"], reference["max"])] if reference else []  # fmt: skip
 
     def ref_cell(step):
-        if reference is None:
+        point = bench_curve.nearest(ref_points, step, tolerance)
+        if point is None:
             return "-"
-        i = min(range(len(ref_steps)), key=lambda j: abs(ref_steps[j] - step))
-        if abs(ref_steps[i] - step) > tolerance:
-            return "-"
-        low, high = reference["min"][i], reference["max"][i]
-        band = "" if low is None else f" [{low:.0f}-{high:.0f}]"
-        return f"{reference['mean'][i]:.0f}{band}"
+        band = "" if point["min"] is None else f" [{point['min']:.0f}-{point['max']:.0f}]"
+        return f"{point['mean']:.0f}{band}"
 
     steps = sorted({p["step"] for g in groups for p in g["points"]})
     lines = [f"| env steps | {name} | " + " | ".join(g["label"] for g in groups) + " |",
