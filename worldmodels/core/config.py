@@ -324,6 +324,10 @@ class PLDMConfig:
     """GroupNorm groups in the encoder (must divide every stage's channels)"""
     input_pool: int = 1
     """average-pool the input image by this factor before the encoder (paper: 1; CPU configs: 2)"""
+    frame_stack: int = 1
+    """frames the encoder sees at once, oldest first, stacked on the channel axis (paper: 1). One frame
+    hides the velocity of a second-order system (DMC point_mass); PLDM adds proprioception there, a
+    stack of 2+ frames is the pixel-only way to show it (``worldmodels.models.frame_stack``)"""
     latent_dim: int = 512
     """flat latent size Z (PLDM's predictor rnnV2 is 512-512)"""
     predictor_hidden: int = 512
@@ -369,6 +373,7 @@ class PLDMConfig:
                "model.norm_groups", self.norm_groups, "a positive divisor of every encoder channel count")  # fmt: skip
         _check(self.encoder_blocks >= 0, "model.encoder_blocks", self.encoder_blocks, ">= 0")
         _check(self.input_pool >= 1, "model.input_pool", self.input_pool, ">= 1")
+        _check(self.frame_stack >= 1, "model.frame_stack", self.frame_stack, ">= 1")
         _check(self.latent_dim >= 2, "model.latent_dim", self.latent_dim, ">= 2")
         for name in ("sim_coeff", "std_coeff", "cov_coeff", "std_coeff_t", "cov_coeff_t", "sim_coeff_t", "idm_coeff"):
             _check(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), ">= 0")
@@ -832,6 +837,9 @@ class RunConfig:
         rule = self.model.image_size_rule(self.env.image_size)
         _check(rule is None, "env.image_size", self.env.image_size, f"{rule} (method {self.method})")
         self._check_episode_rows()
+        stack = getattr(self.model, "frame_stack", 1)
+        _check(self.replay.sequence_length >= stack + 1, "replay.sequence_length", self.replay.sequence_length,
+               f">= model.frame_stack + 1 = {stack + 1} (the first frame_stack - 1 rows of a window are history)")  # fmt: skip
         if self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
             raise ConfigError(
                 "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "

@@ -52,3 +52,6 @@ MEAN = "mean"  # float32 [..., S]; Gaussian stochastic-state mean
 STD = "std"  # float32 [..., S]; Gaussian stochastic-state std
 LOGITS = "logits"  # float32 [..., C, K]; categorical stochastic-state logits
 LATENT = "latent"  # float32 [..., Z]; JEPA (PLDM) representation
+# uint8 [..., k-1, C, H, W]; PLDM with model.frame_stack = k > 1: the episode's last k-1 frames (oldest first)
+# up to and including this row, carried in the state so that the next observe can stack k frames
+FRAMES = "frames"

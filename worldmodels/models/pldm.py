@@ -4,7 +4,10 @@ PLDM (Sobal, Zhang et al. 2025, "Learning from Reward-Free Offline Data: A Case 
 Latent Dynamics Models", arXiv 2502.14819; ``pldm/models/jepa.py``; methods.md 2.5 and 3.5):
 
 * encoder ``z_t = Enc(o_t)`` (IMPALA-style CNN, GroupNorm, final LayerNorm; flat latent ``[Z]``,
-  see :mod:`worldmodels.models.pldm_networks`), applied to each frame independently;
+  see :mod:`worldmodels.models.pldm_networks`), applied to each frame independently -- or, with
+  ``model.frame_stack = k > 1``, to the last ``k`` frames ``o_{t-k+1..t}`` stacked on the channel
+  axis (:mod:`worldmodels.models.frame_stack`; not in PLDM, which adds proprioception where one
+  frame hides the velocity);
 * predictor ``z^_{t+1} = Pred(z^_t, a_t)`` (residual GRU with LayerNorm, deterministic), unrolled
   from ``z^_0 = z_0`` over the ``T - 1`` steps of a ``[B, T]`` window; no EMA target (momentum 0);
 * no decoder and no reward head (``decode``/``reward`` raise :class:`CapabilityError`).
@@ -19,7 +22,8 @@ Loss (mean reductions as ``F.mse_loss``; the projector is the identity)::
 
 with ``var``/``cov`` the VICReg terms of :mod:`worldmodels.models.vicreg`. Actions follow the alignment
 rule of :mod:`worldmodels.core.keys`: row ``t``'s ``ACTION`` is the action taken at ``o_t``, leading to
-``o_{t+1}``, so the unroll uses ``ACTION[:, :-1]``.
+``o_{t+1}``, so the unroll uses ``ACTION[:, :-1]``. With ``frame_stack = k`` a ``[B, T]`` window's first
+``k-1`` rows are only history: the loss runs on the ``T-k+1`` stacked rows after them.
 
 Example:
     >>> model = PLDM(PLDMConfig(), action_dim=2, image_shape=(2, 64, 64))
@@ -37,6 +41,7 @@ from torch import Tensor
 from worldmodels.core import keys
 from worldmodels.core.interface import LossOutput, Policy, WorldModel, check_shapes, observation_tensors
 from worldmodels.core.config import PLDMConfig
+from worldmodels.models.frame_stack import repeat_frame, stack_frames
 from worldmodels.models.networks import MLP
 from worldmodels.models.pldm_networks import ImpalaEncoder, ResidualGRUPredictor
 from worldmodels.models.vicreg import feature_std, vicreg_covariance, vicreg_variance
@@ -53,7 +58,8 @@ class PLDM(WorldModel):
     Args:
         config: :class:`~worldmodels.core.config.PLDMConfig` (sizes and loss coefficients).
         action_dim: A.
-        image_shape: ``(C, H, W)`` of the observations (Two Rooms: ``(2, 64, 64)``).
+        image_shape: ``(C, H, W)`` of one observation (Two Rooms: ``(2, 64, 64)``); the encoder sees
+            ``(k*C, H, W)`` with ``config.frame_stack = k``.
     """
 
     has_decoder = False
@@ -65,7 +71,9 @@ class PLDM(WorldModel):
         self.action_dim = int(action_dim)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.feature_dim = config.latent_dim
-        self.encoder = ImpalaEncoder(self.image_shape, config.encoder_channels, config.encoder_blocks,
+        self.frame_stack = config.frame_stack
+        c, h, w = self.image_shape
+        self.encoder = ImpalaEncoder((self.frame_stack * c, h, w), config.encoder_channels, config.encoder_blocks,
                                      config.norm_groups, config.latent_dim, config.input_pool)  # fmt: skip
         self.predictor = ResidualGRUPredictor(config.latent_dim, self.action_dim, config.predictor_hidden)
         self.inverse_dynamics = MLP(2 * config.latent_dim, self.action_dim, config.idm_hidden, 1, "relu")
@@ -73,27 +81,43 @@ class PLDM(WorldModel):
     # ------------------------------------------------------------------ interface
 
     def initial_state(self, batch_size: int) -> TensorDict:
-        """Zeros ``[B, Z]`` (never used to predict: every observation is encoded on its own)."""
+        """Zeros ``[B, Z]`` (never used to predict: every observation is encoded on its own), plus
+        zero frames ``FRAMES [B, k-1, C, H, W]`` with ``frame_stack = k > 1``."""
         latent = torch.zeros(batch_size, self.feature_dim, device=self.device)
-        return TensorDict({keys.LATENT: latent}, batch_size=[batch_size])
+        state = {keys.LATENT: latent}
+        if self.frame_stack > 1:
+            shape = (batch_size, self.frame_stack - 1, *self.image_shape)
+            state[keys.FRAMES] = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+        return TensorDict(state, batch_size=[batch_size])
 
-    def encode(self, pixels: Tensor) -> Tensor:
-        """``z = Enc(o)``. Shapes: uint8 ``[..., C, H, W]`` -> ``[..., Z]``."""
-        return self.encoder(preprocess(pixels.to(self.device)))
+    def encode(self, stacks: Tensor) -> Tensor:
+        """``z = Enc(o_{t-k+1..t})``. Shapes: uint8 ``[..., k, C, H, W]`` -> ``[..., Z]``."""
+        stacks = stacks.to(self.device)
+        return self.encoder(preprocess(stacks.flatten(-4, -3)))  # [..., k*C, H, W]
 
     def observe(self, obs: TensorDict | Tensor, prev_action: Tensor, is_first: Tensor,
                 state: TensorDict | None = None) -> TensorDict:  # fmt: skip
-        """Encode each frame independently (``prev_action``, ``is_first``, ``state`` only validated).
+        """Encode each row's frame (with ``frame_stack = k``: its last ``k`` frames, never across an
+        ``is_first``; the ``k-1`` frames before row 0 come from ``state[FRAMES]``, and without a state
+        row 0 starts an episode). ``prev_action`` is only validated.
 
         Shapes: obs[PIXELS] (or a bare pixel tensor) uint8 ``[B,T,C,H,W]``, prev_action ``[B,T,A]``,
-        is_first ``[B,T,1]`` -> ``[B,T]``.
+        is_first ``[B,T,1]``, state ``[B]`` -> ``[B,T]`` with ``LATENT [B,T,Z]`` (and
+        ``FRAMES [B,T,k-1,C,H,W]``, the history the next call needs).
         """
         pixels = observation_tensors(self, obs)[keys.PIXELS]
         check_shapes("pixels", pixels, [None, None, *self.image_shape], torch.uint8)
         b, t = pixels.shape[:2]
         check_shapes("prev_action", prev_action, [b, t, self.action_dim])
         check_shapes("is_first", is_first, [b, t, 1])
-        return TensorDict({keys.LATENT: self.encode(pixels)}, batch_size=[b, t])  # [B,T,Z]
+        if self.frame_stack == 1:
+            return TensorDict({keys.LATENT: self.encode(pixels[:, :, None])}, batch_size=[b, t])  # [B,T,Z]
+        history = None
+        if state is not None and keys.FRAMES in state.keys():
+            history = state.get(keys.FRAMES).to(pixels.device)
+        stacks = stack_frames(pixels, is_first.to(pixels.device), self.frame_stack, history)  # [B,T,k,C,H,W]
+        out = {keys.LATENT: self.encode(stacks), keys.FRAMES: stacks[:, :, 1:].to(self.device)}
+        return TensorDict(out, batch_size=[b, t])
 
     def step(self, latent: Tensor, action: Tensor) -> Tensor:
         """One predictor step ``z_{t+1} = Pred(z_t, a_t)``. Shapes: ``[N, Z], [N, A] -> [N, Z]``."""
@@ -130,9 +154,10 @@ class PLDM(WorldModel):
         return state.get(keys.LATENT)
 
     def embed_goal(self, pixels: Tensor) -> Tensor:
-        """``Enc(o_goal)``. Shapes: uint8 ``[B, C, H, W]`` -> ``[B, Z]``."""
+        """``Enc(o_goal)`` (with ``frame_stack = k``: of the goal frame repeated ``k`` times, the goal
+        held still). Shapes: uint8 ``[B, C, H, W]`` -> ``[B, Z]``."""
         check_shapes("goal pixels", pixels, [None, *self.image_shape], torch.uint8)
-        return self.encode(pixels)
+        return self.encode(repeat_frame(pixels, self.frame_stack))
 
     # ------------------------------------------------------------------ loss
 
@@ -148,8 +173,8 @@ class PLDM(WorldModel):
         """PLDM loss on a ``[B, T]`` window (see the module docstring). Needs PIXELS and ACTION.
 
         Raises:
-            ValueError: fewer than 2 sequences or 2 rows, a window that crosses an episode start,
-                or T < 3 while a time-VICReg coefficient is non-zero.
+            ValueError: fewer than 2 sequences or ``frame_stack + 1`` rows, a window that crosses an
+                episode start, or ``T - (frame_stack - 1) < 3`` while a time-VICReg coefficient is non-zero.
         """
         cfg = self.config
         pixels, actions = batch.get(keys.PIXELS), batch.get(keys.ACTION).to(self.device)
@@ -161,11 +186,20 @@ class PLDM(WorldModel):
         if keys.IS_FIRST in batch.keys() and bool(batch.get(keys.IS_FIRST)[:, 1:].any()):
             raise ValueError("PLDM's loss got a window crossing an episode start (is_first after row 0); "
                              "sample windows inside episodes.")  # fmt: skip
+        k = self.frame_stack
+        if t < k + 1:
+            raise ValueError(f"PLDM's loss with frame_stack {k} needs windows of at least {k + 1} rows "
+                             f"(k-1 of history and 2 to predict), got {t}.")  # fmt: skip
         time_terms = cfg.std_coeff_t > 0 or cfg.cov_coeff_t > 0
-        if time_terms and t < 3:
-            raise ValueError(f"the VICReg-over-time terms need T >= 3 rows, got {t}; set std_coeff_t=cov_coeff_t=0.")
-        z = self.encode(pixels)  # [B,T,Z]
-        preds = self.unroll(z[:, 0], actions[:, :-1])  # [B,T-1,Z]
+        if time_terms and t - (k - 1) < 3:
+            raise ValueError(f"the VICReg-over-time terms need T - (frame_stack - 1) >= 3 rows, got T = {t} with "
+                             f"frame_stack {k}; set std_coeff_t=cov_coeff_t=0 or lengthen replay.sequence_length.")  # fmt: skip
+        # every row as observe sees the window alone (row 0 an episode start); rows >= k-1 hold k real
+        # frames and are what the loss trains on: T' = T-k+1 rows, their actions, their latents
+        starts = torch.zeros(b, t, 1, dtype=torch.bool, device=pixels.device)
+        z_all = self.encode(stack_frames(pixels, starts, k))  # [B,T,Z]
+        z, actions = z_all[:, k - 1 :], actions[:, k - 1 :]  # [B,T',Z], [B,T',A]
+        preds = self.unroll(z[:, 0], actions[:, :-1])  # [B,T'-1,Z]
         zero = z.new_zeros(())
         terms = {
             "sim": F.mse_loss(preds, z[:, 1:]),
@@ -184,5 +218,5 @@ class PLDM(WorldModel):
             metrics = {f"loss/{name}": value.detach() for name, value in terms.items()}
             metrics.update({"repr/std_min": std.min(), "repr/std_mean": std.mean(),
                             "pred/error_last": F.mse_loss(preds[:, -1], z[:, -1])})  # fmt: skip
-        posterior = TensorDict({keys.LATENT: z.detach()}, batch_size=[b, t])
+        posterior = TensorDict({keys.LATENT: z_all.detach()}, batch_size=[b, t])
         return LossOutput(total, TensorDict(metrics, batch_size=[]), posterior)
