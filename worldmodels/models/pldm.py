@@ -110,13 +110,13 @@ class PLDM(WorldModel):
         b, t = pixels.shape[:2]
         check_shapes("prev_action", prev_action, [b, t, self.action_dim])
         check_shapes("is_first", is_first, [b, t, 1])
-        if self.frame_stack == 1:
-            return TensorDict({keys.LATENT: self.encode(pixels[:, :, None])}, batch_size=[b, t])  # [B,T,Z]
         history = None
         if state is not None and keys.FRAMES in state.keys():
             history = state.get(keys.FRAMES).to(pixels.device)
         stacks = stack_frames(pixels, is_first.to(pixels.device), self.frame_stack, history)  # [B,T,k,C,H,W]
-        out = {keys.LATENT: self.encode(stacks), keys.FRAMES: stacks[:, :, 1:].to(self.device)}
+        out = {keys.LATENT: self.encode(stacks)}  # [B,T,Z]
+        if self.frame_stack > 1:
+            out[keys.FRAMES] = stacks[:, :, 1:].to(self.device)
         return TensorDict(out, batch_size=[b, t])
 
     def step(self, latent: Tensor, action: Tensor) -> Tensor:
