@@ -10,7 +10,8 @@ One :meth:`LexaBehaviour.update` per world-model update, on the same replay batc
                  temporal: r_t = -D(e_hat(feat_t), e_g)       D trained on imagined achiever rollouts
                  cosine:   r_t = cos(feat_t, feat_g),  feat_g = posterior mean of e_g from the initial state
     temporal   embed head e_hat(sg feat) -> sg embed (lr 3e-4); D on pairs of imagined states (lr 8e-5), one
-               rollout per replay start; negatives pair rollouts that start in different replay sequences
+               rollout per replay start; negatives pair rollouts that start in different replay sequences;
+               with ``lexa.distance_replay`` also on replay pairs (e_hat of the posterior, real embedding)
 
 The explorer and achiever are :class:`planners.actor_critic.ImaginationActorCritic` instances (not
 forks) with objectives as rewards (:class:`planners.objectives.DisagreementObjective`,
@@ -27,7 +28,7 @@ from tensordict import TensorDict
 from torch import Tensor, nn
 
 from planners.actor_critic import ImaginationActorCritic
-from planners.lexa_networks import DisagreementEnsemble, TemporalDistance, shuffled_goals
+from planners.lexa_networks import DisagreementEnsemble, TemporalDistance, replay_windows, shuffled_goals
 from planners.objectives import (
     DisagreementObjective,
     EmbeddingCosineObjective,
@@ -121,6 +122,7 @@ class LexaBehaviour(nn.Module):
                 eps=ac_config.adam_eps,
             )
         self.grad_clip = ac_config.grad_clip
+        self.horizon = ac_config.horizon
 
     # ------------------------------------------------------------------ training
     def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor, params, clip: float = 100.0) -> Tensor:
@@ -169,9 +171,12 @@ class LexaBehaviour(nn.Module):
         if self.temporal is not None:
             embed_loss, embed_metrics = self.temporal.embed_loss(features, embed)
             dist_loss, dist_metrics = self.temporal.distance_loss(*self.distance_data(posterior, goals))
-            metrics["temporal/grad_norm"] = self._step(
-                self.temporal_opt, embed_loss + dist_loss, self.temporal.parameters(), self.grad_clip
-            )
+            loss = embed_loss + dist_loss
+            if self.config.distance_replay:
+                replay_loss, replay_metrics = self.replay_distance_loss(features, embed)
+                loss = loss + replay_loss
+                metrics.update({f"temporal/replay/{k}": v for k, v in replay_metrics.items()})
+            metrics["temporal/grad_norm"] = self._step(self.temporal_opt, loss, self.temporal.parameters(), self.grad_clip)
             for name, value in [*embed_metrics.items(), *dist_metrics.items()]:
                 metrics[f"temporal/{name}"] = value
         return TensorDict(metrics, batch_size=[])
@@ -187,6 +192,18 @@ class LexaBehaviour(nn.Module):
         with torch.no_grad():
             embeds = self.temporal.predict_embed(self.model.features(states))  # [N,H,E]
         return embeds, (ids if self.config.distance_negatives == "sequence" else None)
+
+    def replay_distance_loss(self, features: Tensor, embed: Tensor) -> tuple[Tensor, TensorDict]:
+        """D's loss on the replay batch (``lexa.distance_replay``): the windows cut into runs of H steps
+        (:func:`replay_windows`), a pair's state the predicted embedding e_hat of the posterior features at
+        step i, its goal the real encoder embedding at step j; labels and negatives as on imagined rollouts.
+
+        Shapes: features ``[B, T, F]``, embed ``[B, T, E]`` (T >= H) -> scalar loss.
+        """
+        with torch.no_grad():
+            predicted, ids = replay_windows(self.temporal.predict_embed(features), self.horizon)  # [B*W,H,E]
+        real, _ = replay_windows(embed, self.horizon)
+        return self.temporal.distance_loss(predicted, ids, goal_embeds=real)
 
     @torch.no_grad()
     def explorer_vs_random(self, start: TensorDict, generator: torch.Generator | None = None) -> dict[str, float]:

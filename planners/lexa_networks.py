@@ -281,7 +281,11 @@ class TemporalDistance(nn.Module):
         return -self.distance(self.predict_embed(features), goal_embed)
 
     def distance_loss(
-        self, embeds: Tensor, sequence_ids: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        embeds: Tensor,
+        sequence_ids: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        goal_embeds: Tensor | None = None,
     ) -> tuple[Tensor, TensorDict]:
         """Regression loss of D on imagined trajectories (LEXA ``get_dynamical_distance_loss``, ``dd_train_imag``,
         ``dd_norm_reg_label``, ``dd_distance: steps_to_go``).
@@ -298,6 +302,8 @@ class TemporalDistance(nn.Module):
             sequence_ids: ``[N]`` int, the replay sequence each trajectory starts in; None = every trajectory
                 its own sequence. No negatives when all ids are equal.
             generator: torch RNG for the pair sampling (on the embeddings' device).
+            goal_embeds: ``[N, L, E]`` the goal of pair (n', j) is ``goal_embeds[n', j]`` (None = ``embeds``);
+                ``lexa.distance_replay`` pairs predicted states with real goal embeddings.
 
         Returns:
             ``(loss, metrics)`` with detached ``loss/distance``, ``distance/positive``, ``distance/negative``
@@ -305,11 +311,14 @@ class TemporalDistance(nn.Module):
         """
         if embeds.dim() != 3 or embeds.shape[1] < 2 or embeds.shape[-1] != self.embed_dim:
             raise ValueError(f"embeds must be [N, L >= 2, {self.embed_dim}], got {list(embeds.shape)}.")
+        if goal_embeds is not None and goal_embeds.shape != embeds.shape:
+            raise ValueError(f"goal_embeds must match embeds {list(embeds.shape)}, got {list(goal_embeds.shape)}.")
         embeds = embeds.detach()
+        goal_embeds = embeds if goal_embeds is None else goal_embeds.detach()
         n, length, _ = embeds.shape
         device = embeds.device
         pairs = distance_pairs(n, length, self.positives, self.negatives, sequence_ids, generator, device)
-        cur, goal = embeds[pairs.cur_traj, pairs.cur_step], embeds[pairs.goal_traj, pairs.goal_step]  # [P+m,E]
+        cur, goal = embeds[pairs.cur_traj, pairs.cur_step], goal_embeds[pairs.goal_traj, pairs.goal_step]  # [P+m,E]
         label = pairs.label.to(embeds)
         pred = self.distance(cur, goal, batch_stats=True)[:, 0]  # [P+m]: one BatchNorm batch
         has_negatives = pred.shape[0] > self.positives
@@ -376,6 +385,24 @@ def distance_pairs(
     return DistancePairs(*(torch.cat(column) for column in zip(*parts)))
 
 
+def replay_windows(x: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Replay sequences cut into runs of ``length`` consecutive steps (the tail that does not fill a run is
+    dropped), for D's replay pairs (``lexa.distance_replay``); a run's id is its replay sequence, so
+    :func:`distance_pairs` draws positives inside a run and negatives from other sequences.
+
+    Shapes: ``[B, T, ...]`` -> runs ``[B * (T // length), length, ...]`` and int64 ids ``[B * (T // length)]``.
+
+    Raises:
+        ValueError: T is shorter than ``length``.
+    """
+    b, t = x.shape[:2]
+    if length < 1 or t < length:
+        raise ValueError(f"replay windows of T = {t} steps cannot be cut into runs of {length} (needs T >= {length} >= 1).")
+    runs = t // length
+    cut = x[:, : runs * length].reshape(b * runs, length, *x.shape[2:])
+    return cut, torch.arange(b, device=x.device).repeat_interleave(runs)
+
+
 def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Training goals for the achiever (LEXA ``training_goals: batch``): the replay batch's encoder
     embeddings, flattened and randomly permuted, so each start state gets another frame as its goal.
@@ -388,5 +415,6 @@ def shuffled_goals(embed: Tensor, generator: torch.Generator | None = None) -> T
 
 
 __all__ = [
-    "DisagreementEnsemble", "DistanceNet", "DistancePairs", "TemporalDistance", "distance_pairs", "shuffled_goals"
+    "DisagreementEnsemble", "DistanceNet", "DistancePairs", "TemporalDistance", "distance_pairs", "replay_windows",
+    "shuffled_goals",
 ]

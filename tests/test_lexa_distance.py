@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from planners.lexa_behaviour import LexaBehaviour
-from planners.lexa_networks import TemporalDistance, distance_pairs
+from planners.lexa_networks import TemporalDistance, distance_pairs, replay_windows
 from tests.test_lexa_training import TINY_AC, TINY_LEXA, TINY_MODEL, _batch
-from worldmodels.core.config import LexaConfig
+from worldmodels.core.config import ConfigError, LexaConfig, load_config
 from worldmodels.models.dreamer import DreamerV2
 
 
@@ -131,3 +131,72 @@ def test_runs_from_before_issue_16_load_with_the_old_options():
     new.load_state_dict(old.state_dict())  # strict: same parameter names and shapes
     x = torch.randn(5, 8)
     torch.testing.assert_close(new(x), torch.sigmoid(old(x)))
+
+
+def test_replay_windows_cut_runs_of_h_steps_and_drop_the_tail():
+    x = torch.arange(2 * 7, dtype=torch.float32).reshape(2, 7, 1)  # B = 2 sequences of T = 7 steps
+    runs, ids = replay_windows(x, 3)  # 7 // 3 = 2 runs per sequence, step 6 dropped
+    assert runs.shape == (4, 3, 1)
+    torch.testing.assert_close(runs[:, :, 0], torch.tensor([[0.0, 1, 2], [3, 4, 5], [7, 8, 9], [10, 11, 12]]))
+    torch.testing.assert_close(ids, torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(ValueError, match="cannot be cut into runs of 8"):
+        replay_windows(x, 8)
+
+
+def test_distance_loss_takes_goals_from_goal_embeds():
+    td = TemporalDistance(feature_dim=3, embed_dim=2, layers=1, units=4, positives=32)
+    seen = {}
+
+    def record(cur, goal, batch_stats=False):
+        seen["cur"], seen["goal"] = cur, goal
+        return torch.zeros(cur.shape[0], 1)
+
+    td.distance = record
+    embeds, goal_embeds, ids = torch.randn(4, 3, 2), torch.randn(4, 3, 2), torch.tensor([0, 0, 1, 1])
+    td.distance_loss(embeds, ids, torch.Generator().manual_seed(5), goal_embeds=goal_embeds)
+    pairs = distance_pairs(4, 3, 32, td.negatives, ids, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(seen["cur"], embeds[pairs.cur_traj, pairs.cur_step])
+    torch.testing.assert_close(seen["goal"], goal_embeds[pairs.goal_traj, pairs.goal_step])
+    with pytest.raises(ValueError, match="goal_embeds must match"):
+        td.distance_loss(embeds, ids, goal_embeds=goal_embeds[:2])
+
+
+def test_distance_replay_pairs_predicted_states_with_real_goals_and_learns():
+    model, behaviour = _behaviour(distance_replay=True, temporal_pairs=256, distance_lr=1e-3)
+    batch = _batch(3, 9)  # T = 9, H = 4: two runs per sequence
+    with torch.no_grad():
+        out = model.loss(batch)
+    features = model.features(out.posterior)
+    seen = {}
+    distance = behaviour.temporal.distance
+
+    def record(cur, goal, batch_stats=False):
+        seen["cur"], seen["goal"] = cur, goal
+        return distance(cur, goal, batch_stats)
+
+    behaviour.temporal.distance = record
+    behaviour.replay_distance_loss(features, out.embed)
+    predicted = behaviour.temporal.predict_embed(features).detach()
+    rows = lambda x: x[:, :8].reshape(6, 4, -1)  # runs of H = 4 steps, step 8 dropped
+    match = lambda got, table: (got[:, None, None, :] == table[None]).all(-1).flatten(1).any(1).all()
+    assert match(seen["cur"], rows(predicted)) and match(seen["goal"], rows(out.embed))
+    assert not match(seen["goal"], rows(predicted))
+    del behaviour.temporal.distance
+    losses = []
+    for _ in range(40):
+        with torch.no_grad():
+            out = model.loss(batch)
+        metrics = behaviour.update(out)
+        losses.append(metrics["temporal/replay/loss/distance"].item())
+    assert torch.isfinite(metrics["temporal/loss/distance"])
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    _, plain = _behaviour()
+    assert not any(k.startswith("temporal/replay/") for k in plain.update(out).keys())
+
+
+def test_distance_replay_needs_windows_of_h_steps():
+    with pytest.raises(ConfigError, match="replay.sequence_length"):
+        load_config(None, ["method=lexa", "lexa.distance_replay=true", "replay.sequence_length=10",
+                           "actor_critic.horizon=15"])  # fmt: skip
+    cfg = load_config(None, ["method=lexa", "lexa.distance_replay=true", "replay.sequence_length=15"])
+    assert cfg.lexa.distance_replay

@@ -530,6 +530,11 @@ class LexaConfig:
     goal_features: Literal["mean", "sample"] = "mean"
     """cosine goal features feat_g from the posterior mean (LEXA get_init_feat_embed(sample=False)) or a
     posterior sample (before issue 16)"""
+    distance_replay: bool = False
+    """also train D on the replay batch (LEXA ``dd_train_off_policy``, off in ``lexa_temporal``): each replay
+    window cut into runs of H steps, a pair's state the *predicted* embedding e_hat of its posterior and its
+    goal the *real* encoder embedding, the same kinds of input as the reward -D(e_hat_t, e_g), whose goal is a
+    real embedding that imagined pairs never show D (LEXA's option feeds real embeddings on both sides)"""
     cosine_part: Literal["full", "stoch"] = "full"
     """features compared by the cosine reward: all of cat(deter, stoch) (LEXA) or the stochastic part only
     (the goal's deter is one GRU step from the zero state and the same for every goal; issue 16)"""
@@ -840,6 +845,10 @@ class RunConfig:
         stack = getattr(self.model, "frame_stack", 1)
         _check(self.replay.sequence_length >= stack + 1, "replay.sequence_length", self.replay.sequence_length,
                f">= model.frame_stack + 1 = {stack + 1} (the first frame_stack - 1 rows of a window are history)")  # fmt: skip
+        if self.method == "lexa" and self.lexa.distance_replay:
+            _check(self.replay.sequence_length >= self.actor_critic.horizon, "replay.sequence_length",
+                   self.replay.sequence_length, f">= actor_critic.horizon = {self.actor_critic.horizon} with "
+                   "lexa.distance_replay (D's replay pairs lie in runs of H steps, as its imagined ones)")  # fmt: skip
         if self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
             raise ConfigError(
                 "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "
