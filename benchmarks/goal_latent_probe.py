@@ -107,10 +107,11 @@ def probe(model, cfg, task_set: str, starts: int) -> dict:
     return out
 
 
-def filtered_episodes(model, cfg, task_set: str, goal: int, episodes: int, steps: int):
+def filtered_episodes(model, cfg, task_set: str, goal: int, episodes: int, steps: int, with_pixels: bool = False):
     """Posterior states ``[N, T]`` of ``episodes`` random-action episodes of ``steps`` agent steps
     toward goal ``goal``, filtered with their history as a planning agent's belief is, the goal
-    image ``[C,H,W]`` and the true distances ``[N, T]`` of every row to the goal."""
+    image ``[C,H,W]`` and the true distances ``[N, T]`` of every row to the goal (``with_pixels``: then
+    the episodes' frames ``[N, T, C, H, W]`` too)."""
     from envs.goals import goal_distance
     from worldmodels.core import keys
     from worldmodels.evaluation.goal_sets import make_goal_set_env
@@ -132,6 +133,8 @@ def filtered_episodes(model, cfg, task_set: str, goal: int, episodes: int, steps
     dev = model.device
     posterior = model.observe({keys.PIXELS: batch[keys.PIXELS].to(dev)}, prev_action.to(dev), is_first.to(dev))
     true = goal_distance(task_set, batch[keys.STATE], batch[keys.GOAL_STATE], goal)
+    if with_pixels:
+        return posterior, batch[keys.GOAL_PIXELS][0, 0], np.asarray(true), batch[keys.PIXELS]
     return posterior, batch[keys.GOAL_PIXELS][0, 0], np.asarray(true)
 
 
