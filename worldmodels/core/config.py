@@ -845,7 +845,7 @@ class RunConfig:
         stack = getattr(self.model, "frame_stack", 1)
         _check(self.replay.sequence_length >= stack + 1, "replay.sequence_length", self.replay.sequence_length,
                f">= model.frame_stack + 1 = {stack + 1} (the first frame_stack - 1 rows of a window are history)")  # fmt: skip
-        if self.method == "lexa" and self.lexa.distance_replay:
+        if self.lexa.distance_replay:  # only LEXA reads it; other methods keep the default False
             _check(self.replay.sequence_length >= self.actor_critic.horizon, "replay.sequence_length",
                    self.replay.sequence_length, f">= actor_critic.horizon = {self.actor_critic.horizon} with "
                    "lexa.distance_replay (D's replay pairs lie in runs of H steps, as its imagined ones)")  # fmt: skip
