@@ -22,6 +22,7 @@ for every K) and rank 0 alone prints and writes.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -39,10 +40,11 @@ from worldmodels.methods import load_trained, train
 from worldmodels.training.distributed import Team
 
 
-def agents_of(trained, planners: list[str], metric: str | None, features=("sample",), parts=("full",)) -> dict:
+def agents_of(trained, planners: list[str], metric: str | None, features=("sample",), parts=("full",),
+              holds=(1,)) -> dict:  # fmt: skip
     """``{label: agent_for}`` of a trained run: LEXA's achiever, and a planner on latent distance per
-    name and per ``GoalDistanceObjective`` ``features`` x ``part`` variant (the label names a variant
-    other than the default sample / full)."""
+    name and per ``GoalDistanceObjective`` ``features`` x ``part`` x ``goal_hold`` variant (the label names
+    a variant other than the default sample / full / 1)."""
     cfg, model, method = trained.cfg, trained.model, trained.method
     agents = {}
     if method.goal_policy is not None:
@@ -50,13 +52,14 @@ def agents_of(trained, planners: list[str], metric: str | None, features=("sampl
     names = planners or ([] if agents else [cfg.planner])
     used = metric or method.goal_metric
     for name in names:
-        for feat in features:
-            for part in parts:
-                variant = "" if (feat, part) == ("sample", "full") else f" ({feat}, {part})"
-                agents[f"{name}, {used} latent distance{variant}"] = (
-                    lambda goal_pixels, name=name, feat=feat, part=part: goal_planning_agent(
-                        cfg, model, goal_pixels, used, method.goal_steps, name=name, features=feat, part=part)
-                )
+        for feat, part, hold in itertools.product(features, parts, holds):
+            variant = "" if (feat, part) == ("sample", "full") else f" ({feat}, {part})"
+            variant += "" if hold == 1 else f" (goal held {hold})"
+            agents[f"{name}, {used} latent distance{variant}"] = (
+                lambda goal_pixels, name=name, feat=feat, part=part, hold=hold: goal_planning_agent(
+                    cfg, model, goal_pixels, used, method.goal_steps, name=name, features=feat, part=part,
+                    goal_hold=hold)
+            )
     return agents
 
 
@@ -76,6 +79,9 @@ def main() -> None:
                         help="comma-separated: compare latent samples and/or means (sample, mean); a row per value")
     parser.add_argument("--part", default="full",
                         help="comma-separated: compare all features and/or the stochastic part (full, stoch)")
+    parser.add_argument("--goal-hold", default="1",
+                        help="comma-separated: filtering steps of the goal image held still before its features are "
+                             "read (1 = from the initial state); a row per value")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
@@ -104,6 +110,10 @@ def run_benchmark(parser, args, team: Team) -> None:
     for name, values, allowed in (("--features", features, ("sample", "mean")), ("--part", parts, ("full", "stoch"))):
         if not values or any(v not in allowed for v in values):
             parser.error(f"{name} takes a comma-separated list of {', '.join(allowed)}, got {','.join(values)!r}.")
+    holds = [h for h in args.goal_hold.split(",") if h]
+    if not holds or not all(h.isdigit() and int(h) >= 1 for h in holds):
+        parser.error(f"--goal-hold takes a comma-separated list of integers >= 1, got {args.goal_hold!r}.")
+    holds = [int(h) for h in holds]
 
     results: dict[str, dict] = {}  # task_set -> {"random": result, "rows": [(label, result)]}
     intrinsic = {}
@@ -116,7 +126,7 @@ def run_benchmark(parser, args, team: Team) -> None:
             if "random" not in entry:  # the goal envs' seeds fix the starts; random actions once per goal set
                 torch.manual_seed(0)
                 entry["random"] = run_goal_set(cfg, task_set, lambda goal_pixels: None, args.episodes, team=team)
-            for label, agent_for in agents_of(trained, planners, args.metric, features, parts).items():
+            for label, agent_for in agents_of(trained, planners, args.metric, features, parts, holds).items():
                 torch.manual_seed(0)
                 result = run_goal_set(cfg, task_set, agent_for, args.episodes, team=team)
                 entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}", result))

@@ -138,13 +138,16 @@ def filtered_episodes(model, cfg, task_set: str, goal: int, episodes: int, steps
     return posterior, batch[keys.GOAL_PIXELS][0, 0], np.asarray(true)
 
 
-def planning_variants(model, posterior, goal_pixels: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def planning_variants(model, posterior, goal_pixels: torch.Tensor,
+                      holds: tuple[int, ...] = ()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
     """``{variant: (features [..., F'], goal features [F'])}``: what a goal-distance objective could
     compare for filtered states ``posterior`` (their deterministic part carries the history, unlike a
     goal image's, which is one GRU step from the zero state). RSSM models: the sampled features and a
     goal sample (what ``embed_goal`` gives the planners), the mean features against the goal's mean,
     the stochastic part alone (posterior mean, and the prior mean at the same ``deter``, which is what
-    an imagined step holds), and the deterministic part alone. Other models: their features."""
+    an imagined step holds), and the deterministic part alone; per K in ``holds``, all features (posterior
+    and prior mean) against the goal image held still for K filtering steps (``features_from_embed(hold=K)``:
+    the goal's own ``deter``). Other models: their features."""
     from worldmodels.core import keys
 
     if not model.has_embedding or not hasattr(model, "rssm"):
@@ -162,11 +165,15 @@ def planning_variants(model, posterior, goal_pixels: torch.Tensor) -> dict[str, 
         "stoch, posterior mean": (mean[..., d:], goal_mean[d:]),
         "stoch, prior mean": (prior_mean[..., d:], goal_mean[d:]),
         "deter only": (mean[..., :d], goal_mean[:d]),
-    }
+        **{name: value for k in holds for name, value in (
+            (f"full, mean, goal held {k}", (mean, model.features_from_embed(embed, sample=False, hold=k)[0])),
+            (f"full, prior mean, goal held {k}", (prior_mean, model.features_from_embed(embed, sample=False, hold=k)[0])),
+        )},
+    }  # fmt: skip
 
 
 @torch.inference_mode()
-def filtered_probe(model, cfg, task_set: str, episodes: int, steps: int, warmup: int) -> dict:
+def filtered_probe(model, cfg, task_set: str, episodes: int, steps: int, warmup: int, holds: tuple[int, ...] = ()) -> dict:
     """Spearman of each :func:`planning_variants` L2 against the true distance, per goal, on the rows
     after ``warmup`` steps of filtering: ``{variant: [per-goal Spearman]}``."""
     from envs.goals import num_goals
@@ -174,7 +181,7 @@ def filtered_probe(model, cfg, task_set: str, episodes: int, steps: int, warmup:
     out: dict[str, list[float]] = {}
     for goal in range(num_goals(task_set)):
         posterior, goal_pixels, true = filtered_episodes(model, cfg, task_set, goal, episodes, steps)
-        for variant, (feats, goal_feats) in planning_variants(model, posterior, goal_pixels.to(model.device)).items():
+        for variant, (feats, goal_feats) in planning_variants(model, posterior, goal_pixels.to(model.device), holds).items():
             latent = (feats - goal_feats).norm(dim=-1)[:, warmup:].reshape(-1).cpu().numpy()
             out.setdefault(variant, []).append(spearman(latent, true[:, warmup:].reshape(-1)))
     return out
@@ -189,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="random-action episodes per goal for the filtered (planning) rows; 0 skips them")
     parser.add_argument("--steps", type=int, default=60, help="agent steps of each filtered episode")
     parser.add_argument("--warmup", type=int, default=10, help="filtered steps before rows are compared")
+    parser.add_argument("--goal-hold", default="",
+                        help="comma-separated K: filtered rows against the goal image held still K steps (RSSM models)")
     parser.add_argument("--json", default=None, help="default: RUN/goal_latent_probe_TASKSET.json")
     args = parser.parse_args(argv)
 
@@ -212,7 +221,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.episodes > 0:
         if args.warmup >= args.steps:
             parser.error(f"--warmup must be below --steps ({args.steps}), got {args.warmup}.")
-        result["filtered"] = filtered_probe(run.model, run.cfg, args.task_set, args.episodes, args.steps, args.warmup)
+        holds = tuple(int(k) for k in args.goal_hold.split(",") if k)
+        if any(k < 1 for k in holds):
+            parser.error(f"--goal-hold takes integers >= 1, got {args.goal_hold!r}.")
+        result["filtered"] = filtered_probe(run.model, run.cfg, args.task_set, args.episodes, args.steps, args.warmup,
+                                            holds)  # fmt: skip
         print(f"\nFiltered states ({args.episodes} random episodes of {args.steps} steps per goal, rows after "
               f"{args.warmup}), the belief a planner starts from, against the goal image's features:")
         print("| compared | Spearman(latent L2, true distance): mean [min, max] over goals |\n|---|---|")

@@ -71,12 +71,13 @@ def planning_agent(cfg: RunConfig, model: WorldModel, objective=None, explore: b
 
 def goal_planning_agent(cfg: RunConfig, model: WorldModel, goal_pixels: Tensor, metric: Metric, steps: Steps,
                         k: int = 3, name: str | None = None, config=None, features: Features = "sample",
-                        part: Part = "full") -> PlanningAgent:  # fmt: skip
+                        part: Part = "full", goal_hold: int = 1) -> PlanningAgent:  # fmt: skip
     """A new agent planning toward one goal image ``[C, H, W]`` (or goals ``[B, C, H, W]``, one per
-    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k, features, part)`` (PLDM's
+    batch entry) with :class:`GoalDistanceObjective` ``(metric, steps, k, features, part, goal_hold)`` (PLDM's
     MPPI cost is ``metric="l2", steps="all"``, its gradient planner's ``steps="last_k", k=3``;
     LEXA's ``cosine`` over ``all`` steps)."""
-    objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k, features=features, part=part)
+    objective = GoalDistanceObjective(model, metric=metric, steps=steps, k=k, features=features, part=part,
+                                      goal_hold=goal_hold)  # fmt: skip
     pixels = goal_pixels[None] if goal_pixels.dim() == 3 else goal_pixels
     objective.set_goal_pixels(pixels.to(model.device))
     return planning_agent(cfg, model, objective, name=name, config=config)

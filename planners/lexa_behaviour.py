@@ -108,7 +108,8 @@ class LexaBehaviour(nn.Module):
         else:
             self.temporal = None
             achiever_reward = EmbeddingCosineObjective(
-                model, sample_goal=config.goal_features == "sample", part=config.cosine_part
+                model, sample_goal=config.goal_features == "sample", part=config.cosine_part,
+                goal_hold=config.goal_hold,
             )
         self.achiever = ImaginationActorCritic(model, ac_config, reward=achiever_reward, goal_dim=embed)
         self.ensemble_opt = torch.optim.Adam(self.ensemble.parameters(), config.ensemble_lr, eps=ac_config.adam_eps)

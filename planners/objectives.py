@@ -190,12 +190,19 @@ Features = Literal["sample", "mean"]
 Part = Literal["full", "stoch"]
 
 
-def goal_image_features(model: WorldModel, pixels: Tensor, sample: bool = True) -> Tensor:
+def goal_image_features(model: WorldModel, pixels: Tensor, sample: bool = True, hold: int = 1) -> Tensor:
     """A goal image's features ``[N,C,H,W] -> [N,F]``: for models with an encoder embedding (the RSSMs)
     the posterior from the initial state, a sample (what ``embed_goal`` returns) or its mean / mode
-    (``sample=False``, LEXA ``get_init_feat_embed``); ``embed_goal`` (deterministic) for the others."""
+    (``sample=False``, LEXA ``get_init_feat_embed``), after ``hold`` filtering steps of the image held
+    still (``features_from_embed``); ``embed_goal`` (deterministic) for the others, where ``hold`` must be 1.
+
+    Raises:
+        ValueError: ``hold`` > 1 for a model without an encoder embedding (nothing to filter).
+    """
     if model.has_embedding:
-        return model.features_from_embed(model.embed(pixels), sample=sample)
+        return model.features_from_embed(model.embed(pixels), sample=sample, hold=hold)
+    if hold != 1:
+        raise ValueError(f"goal hold {hold} needs a model with an encoder embedding (RSSM); {type(model).__name__} has none.")
     return model.embed_goal(pixels)
 
 
@@ -236,9 +243,13 @@ class GoalDistanceObjective(GoalObjective):
         k: number of final steps for ``steps="last_k"`` (PLDM: 3).
         features: ``"sample"`` or ``"mean"`` (used by :meth:`set_goal_pixels` and on imagined states).
         part: ``"full"`` or ``"stoch"`` (the last S feature dims; models with a ``keys.STOCH`` state).
+        goal_hold: filtering steps of the goal image held still with zero actions before its features
+            are read (:meth:`set_goal_pixels`; 1 = from the initial state, LEXA). With K > 1 the goal's
+            ``deter`` is the goal's own, at rest, instead of the same vector for every goal.
 
     Raises:
         CapabilityError: ``part="stoch"`` for a model without a stochastic state.
+        ValueError: ``goal_hold`` < 1.
 
     Example:
         >>> objective = GoalDistanceObjective(model, metric="l2", steps="last_k", k=3)
@@ -255,8 +266,12 @@ class GoalDistanceObjective(GoalObjective):
         k: int = 3,
         features: Features = "sample",
         part: Part = "full",
+        goal_hold: int = 1,
     ):
         super().__init__(model.feature_dim, steps, k)
+        if goal_hold < 1:
+            raise ValueError(f"goal_hold must be >= 1 filtering steps, got {goal_hold}.")
+        self.goal_hold = goal_hold
         if metric not in ("cosine", "l2"):
             raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}.")
         if features not in ("sample", "mean"):
@@ -272,7 +287,8 @@ class GoalDistanceObjective(GoalObjective):
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:
         """Set the goal from goal images (:func:`goal_image_features`). Shapes: uint8 [B,C,H,W]."""
-        self.set_goal(goal_image_features(self.model, pixels.to(self.model.device), self.features == "sample"))
+        self.set_goal(goal_image_features(self.model, pixels.to(self.model.device), self.features == "sample",
+                                          self.goal_hold))  # fmt: skip
 
     def per_step(self, model: WorldModel, imagined: TensorDict) -> Tensor:
         """Per-step goal score (higher = closer). Shapes: imagined [N,H] -> [N,H]."""
@@ -303,6 +319,7 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
         steps, k: as :class:`GoalDistanceObjective`.
         sample_goal: goal features from a posterior sample (True) or its mean (False, LEXA).
         part: ``"full"`` (LEXA) or ``"stoch"``.
+        goal_hold: filtering steps of the goal embedding held still (1 = LEXA; ``features_from_embed``).
 
     Raises:
         CapabilityError: the model declares no embedding (or, for ``part="stoch"``, no ``keys.STOCH`` state).
@@ -318,13 +335,14 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
         k: int = 3,
         sample_goal: bool = False,
         part: Part = "full",
+        goal_hold: int = 1,
     ):
         if not model.has_embedding:
             raise CapabilityError(
                 f"{type(model).__name__} has no image embedding (has_embedding=False); "
                 "EmbeddingCosineObjective needs goals as encoder embeddings."
             )
-        super().__init__(model, metric="cosine", steps=steps, k=k, part=part)
+        super().__init__(model, metric="cosine", steps=steps, k=k, part=part, goal_hold=goal_hold)
         self.goal_dim = model.embed_dim
         self.sample_goal = sample_goal
 
@@ -332,7 +350,7 @@ class EmbeddingCosineObjective(GoalDistanceObjective):
     def set_goal(self, goal: Tensor) -> None:
         """Set the goals from encoder embeddings. Shapes: [B, E] (or [E]); stored as features [B, F]."""
         embed = self.checked_goal(goal).to(self.model.device)
-        self.goal = self.model.features_from_embed(embed, sample=self.sample_goal)
+        self.goal = self.model.features_from_embed(embed, sample=self.sample_goal, hold=self.goal_hold)
 
     @torch.no_grad()
     def set_goal_pixels(self, pixels: Tensor) -> None:

@@ -92,18 +92,18 @@ def test_goal_distance_flags_reach_the_goal_objective(run_dir, capsys, monkeypat
     def recording_goal_agent(*args, **kwargs):
         agent = original(*args, **kwargs)
         objective = agent.planner.objective
-        seen.append((objective.metric, objective.features, objective.part))
+        seen.append((objective.metric, objective.features, objective.part, objective.goal_hold))
         return agent
 
     monkeypatch.setattr(methods, "goal_planning_agent", recording_goal_agent)
-    flags = ["--metric", "l2", "--features", "mean", "--part", "stoch"]
+    flags = ["--metric", "l2", "--features", "mean", "--part", "stoch", "--goal-hold", "3"]
     where = ["--goal", "point_mass:1", "--steps", "2"] if command == "plan" else ["--goals", "point_mass"]
     assert main([command, str(run_dir), *where, *flags]) == 0
-    assert seen and set(seen) == {("l2", "mean", "stoch")}
+    assert seen and set(seen) == {("l2", "mean", "stoch", 3)}
     monkeypatch.setattr(methods, "goal_planning_agent", recording_goal_agent)
     seen.clear()
     assert main(["plan", str(run_dir), "--goal", "point_mass:1", "--steps", "1"]) == 0
-    assert seen == [("cosine", "sample", "full")]  # the method's defaults
+    assert seen == [("cosine", "sample", "full", 1)]  # the method's defaults
 
 
 def test_eval_goals_reports_per_goal_success(run_dir, capsys):

@@ -28,11 +28,12 @@ def test_linear_probe_reads_a_linear_state_and_not_noise():
 def test_probe_on_a_tiny_point_mass_run(tmp_path):
     run_dir = train(load_config(None, TINY_POINT_MASS), run_dir=tmp_path / "run")
     args = ["--run-dir", str(run_dir), "--task-set", "point_mass", "--starts", "4", "--episodes", "2", "--steps", "6",
-            "--warmup", "2"]  # fmt: skip
+            "--warmup", "2", "--goal-hold", "3"]  # fmt: skip
     out = goal_latent_probe.main(args)
     filtered = out["filtered"]
     assert set(filtered) == {"full, sample (planners today)", "full, mean", "stoch, posterior mean",
-                             "stoch, prior mean", "deter only"}  # fmt: skip
+                             "stoch, prior mean", "deter only", "full, mean, goal held 3",
+                             "full, prior mean, goal held 3"}  # fmt: skip
     assert all(len(rho) == 9 and all(-1.0 <= r <= 1.0 for r in rho) for rho in filtered.values())
     assert len(out["goals"]) == 9 and len(out["sample"]["spearman"]) == 9 == len(out["mean"]["spearman"])
     assert all(-1.0 <= s <= 1.0 for v in ("sample", "mean") for s in out[v]["spearman"])

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from worldmodels.evaluation.goal_table import above_random, episode_values, goal_table, same_starts, summarise
-from worldmodels.evaluation.stats import wilson_interval
+from worldmodels.evaluation.goal_table import (
+    above_random,
+    closer_than_random,
+    episode_values,
+    goal_table,
+    same_starts,
+    summarise,
+)
+from worldmodels.evaluation.stats import paired_bootstrap_interval, wilson_interval
 
 
-def _result(success: list[list[int]], starts: list[list[float]] | None = None, final: float = 0.1) -> dict:
+def _result(success: list[list[int]], starts: list[list[float]] | None = None, final: float | list = 0.1) -> dict:
     """A fake run_goal_set result: ``success[goal][episode]``; reached = success, or the third episode
     (which passed the goal)."""
     per_goal = []
@@ -21,7 +28,7 @@ def _result(success: list[list[int]], starts: list[list[float]] | None = None, f
                 "success_rate": [float(s) for s in episodes],
                 "reached_rate": [float(s or e == 2) for e, s in enumerate(episodes)],
                 "initial_distance": init,
-                "final_distance": [final] * len(episodes),
+                "final_distance": final[g] if isinstance(final, list) else [final] * len(episodes),
             },
         })
     return {"task_set": "reacher", "per_goal": per_goal}
@@ -50,6 +57,22 @@ def test_table_marks_rows_above_random_and_other_starts():
     lines = table.splitlines()
     assert len(lines) == 2 + 4 and lines[0].startswith("| goal set | model / agent | episodes")
     assert "| reacher | lexa: achiever | 24 | 22/24 = 0.92 [0.74, 0.98]" in lines[2] and lines[2].endswith("| yes |")
+    assert "| +0.250 [+0.250, +0.250] | yes |" in lines[2]  # every episode 0.3 - 0.05 closer than random
     assert "3/24 = 0.12 [0.04, 0.31]" in lines[3] and lines[3].endswith("| no |")
-    assert lines[4].endswith("| yes (other starts!) |")
+    assert lines[4].endswith("| - | yes (other starts!) |")  # no paired difference from other starts
     assert "random actions, same starts | 24 | 0/24 = 0.00 [0.00, 0.14]" in lines[5]
+
+
+def test_closer_than_random_pairs_episodes_and_bootstraps():
+    mean, low, high = paired_bootstrap_interval([0.3, 0.5, 0.1, 0.4], [0.1, 0.2, 0.1, 0.2])
+    assert mean == pytest.approx(0.175)  # differences 0.2, 0.3, 0.0, 0.2
+    assert 0.0 <= low < mean < high <= 0.3  # the interval lies within the observed differences' range
+    assert paired_bootstrap_interval([0.3, 0.5], [0.1, 0.2]) == paired_bootstrap_interval([0.3, 0.5], [0.1, 0.2])
+    with pytest.raises(ValueError, match="same length, got 2 and 1"):
+        paired_bootstrap_interval([0.1, 0.2], [0.1])
+    random = _result([[0, 0]] * 2, final=[[0.3, 0.2], [0.4, 0.1]])
+    agent = _result([[0, 0]] * 2, final=[[0.1, 0.2], [0.2, 0.2]])  # closer by 0.2, 0, 0.2, -0.1
+    mean, low, high = closer_than_random(agent, random)
+    assert mean == pytest.approx(0.075) and low < mean < high
+    assert low >= -0.1 and high <= 0.2
+    assert closer_than_random(_result([[0, 0]] * 2, starts=[[0.9, 0.9]] * 2), random) is None

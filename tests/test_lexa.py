@@ -367,3 +367,39 @@ def test_shuffled_goals_is_a_row_permutation():
     assert goals.shape == (6, 4)
     assert sorted(goals[:, 0].tolist()) == [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
     assert torch.equal(goals[:, 1:] - goals[:, :1], torch.tensor([[1.0, 2.0, 3.0]]).expand(6, 3))
+
+
+def test_goal_hold_filters_the_goal_image_held_still():
+    torch.manual_seed(11)
+    model = DreamerV2(
+        DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=5, classes=0, cnn_depth=2, mlp_layers=1, mlp_units=8),
+        action_dim=2,
+    )
+    pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    embed = model.embed(pixels)  # [2, E]
+    d = 16
+    with torch.no_grad():
+        once = model.features_from_embed(embed, sample=False)
+        held = model.features_from_embed(embed, sample=False, hold=4)
+        # by hand: the posterior mean filtered step by step, the same embedding, zero actions
+        state = model.initial_state(2)
+        for t in range(4):
+            first = torch.full((2, 1, 1), t == 0)
+            state = model.rssm.observe(embed[:, None], torch.zeros(2, 1, 2), first, state, sample=False)[:, -1]
+        by_hand = model.features(state)
+    torch.testing.assert_close(held, by_hand)
+    torch.testing.assert_close(model.features_from_embed(embed, sample=False, hold=1), once)
+    torch.testing.assert_close(once[0, :d], once[1, :d])  # one step: the same deter for every goal ...
+    assert (held[0, :d] - held[1, :d]).abs().max() > 1e-3  # ... held: each goal's own
+    objective = EmbeddingCosineObjective(model, steps="all", goal_hold=4)
+    objective.set_goal(embed)
+    torch.testing.assert_close(objective.goal, held)
+    planner_goal = GoalDistanceObjective(model, metric="l2", features="mean", goal_hold=4)
+    planner_goal.set_goal_pixels(pixels)
+    torch.testing.assert_close(planner_goal.goal, held)
+    with pytest.raises(ValueError, match="hold must be >= 1"):
+        model.features_from_embed(embed, hold=0)
+    with pytest.raises(ValueError, match="goal_hold must be >= 1"):
+        GoalDistanceObjective(model, goal_hold=0)
+    with pytest.raises(ConfigError, match="lexa.goal_hold"):
+        LexaConfig(goal_hold=0)

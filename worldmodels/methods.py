@@ -120,6 +120,8 @@ class Method:
     """imagined states' features compared with a goal sample (``sample``) or means with the goal's mean"""
     goal_part: Literal["full", "stoch"] = "full"
     """all features, or the stochastic part only (a goal image's ``deter`` is the same for every goal)"""
+    goal_hold: int = 1
+    """filtering steps of the goal image held still before its features are read (1: from the initial state)"""
     goal_policy: Callable | None = None
     """``(model, behaviour) -> agent_for(goal_pixels)`` when a learned policy reaches goals (LEXA's
     achiever); None = plan toward the goal's latent"""
@@ -174,17 +176,19 @@ class Method:
 
     # -- goal images
     def goal_agent_for(self, cfg: RunConfig, model: WorldModel, behaviour=None, planner: str | None = None,
-                       metric: str | None = None, features: str | None = None, part: str | None = None):  # fmt: skip
+                       metric: str | None = None, features: str | None = None, part: str | None = None,
+                       hold: int | None = None):  # fmt: skip
         """``agent_for(goal_pixels [C, H, W]) -> agent`` acting toward that goal image (a new agent per goal).
 
-        ``metric``, ``features`` and ``part`` choose the latent distance (``GoalDistanceObjective``);
-        None takes the method's default. A learned goal policy (LEXA's achiever) ignores them."""
+        ``metric``, ``features``, ``part`` and ``hold`` (the goal's ``goal_hold``) choose the latent distance
+        (``GoalDistanceObjective``); None takes the method's default. A learned goal policy (LEXA's achiever) ignores them."""
         if self.goal_policy is not None:
             return self.goal_policy(model, behaviour)
         metric = metric or self.goal_metric
         features, part = features or self.goal_features, part or self.goal_part
+        hold = hold or self.goal_hold
         return lambda goal_pixels: goal_planning_agent(cfg, model, goal_pixels, metric, self.goal_steps, name=planner,
-                                                       features=features, part=part)  # fmt: skip
+                                                       features=features, part=part, goal_hold=hold)  # fmt: skip
 
     def train(self, cfg: RunConfig | None, run_dir, resume: bool, team: Team | None = None) -> Path:
         if self.loop == "offline":

@@ -52,14 +52,14 @@ def train_command(args) -> int:
 
 def evaluate_goals(run_dir, task_set: str, episodes: int = 1, planner: str | None = None, video_dir=None,
                    device=None, metric: str | None = None, team=None, features: str | None = None,
-                   part: str | None = None) -> dict:  # fmt: skip
+                   part: str | None = None, hold: int | None = None) -> dict:  # fmt: skip
     """``worldmodels eval --goals TASKSET``: success rate per goal and overall, measured from state
     (``run_goal_set``), acting with the method's goal agent (a planner, or LEXA's achiever). With a
     ``team`` (``torchrun``) the goals' episodes are split across its ranks and gathered once."""
     trained = load_trained(run_dir, device=device)
     trained.env.close()
     agent_for = trained.method.goal_agent_for(trained.cfg, trained.model, trained.behaviour, planner, metric,
-                                                features, part)  # fmt: skip
+                                                features, part, hold)  # fmt: skip
     return run_goal_set(trained.cfg, task_set, agent_for, episodes, video_dir, team=team)
 
 
@@ -94,7 +94,7 @@ def evaluate_command(args, team: Team) -> int:
     if args.goals:
         result = evaluate_goals(args.run_dir, args.goals, episodes=args.episodes, planner=args.planner,
                                 video_dir=args.video, device=args.device, metric=args.metric, team=team,
-                                features=args.features, part=args.part)  # fmt: skip
+                                features=args.features, part=args.part, hold=args.goal_hold)  # fmt: skip
         if team.is_leader:
             print(json.dumps(result, indent=2))
         return 0
@@ -139,7 +139,7 @@ def evaluate_command(args, team: Team) -> int:
 
 def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | None = None, video_path=None,
                  resize: bool = False, device=None, metric: str | None = None, features: str | None = None,
-                 part: str | None = None) -> dict:  # fmt: skip
+                 part: str | None = None, hold: int | None = None) -> dict:  # fmt: skip
     """``worldmodels plan``: act toward a goal image; report the latent distances (and success).
 
     ``goal`` is an image file, or ``TASKSET:INDEX`` (e.g. ``point_mass:3``) to use a goal of a goal
@@ -158,7 +158,7 @@ def plan_to_goal(run_dir, goal: str, planner: str | None = None, steps: int | No
         goal_pixels = env.reset()[keys.GOAL_PIXELS]
     else:
         goal_pixels = load_goal_image(goal, model.image_shape, resize=resize)
-    agent_for = trained.method.goal_agent_for(cfg, model, trained.behaviour, planner, metric, features, part)
+    agent_for = trained.method.goal_agent_for(cfg, model, trained.behaviour, planner, metric, features, part, hold)
     agent = agent_for(goal_pixels)
     try:
         return act_toward_goal(env, model, agent, goal_pixels, steps or episode_steps(env), task_set, goal_index,
@@ -188,7 +188,7 @@ def parse_goal(goal: str) -> tuple[str | None, int | None]:
 def plan_command(args) -> int:
     result = plan_to_goal(args.run_dir, args.goal, planner=args.planner, steps=args.steps, video_path=args.video,
                           resize=args.resize, device=args.device, metric=args.metric, features=args.features,
-                          part=args.part)  # fmt: skip
+                          part=args.part, hold=args.goal_hold)  # fmt: skip
     print(json.dumps(result, indent=2))
     return 0
 

@@ -45,6 +45,8 @@ FEATURES_HELP = ("sample: imagined features against a posterior sample of the go
                  "against the goal's posterior mean (default: the method's, sample)")
 PART_HELP = ("full: all features; stoch: the stochastic part only, since a goal image's deterministic state is the "
              "same for every goal (default: the method's, full)")
+HOLD_HELP = ("filter the goal image K times, held still with zero actions, before reading its features (RSSM "
+             "models), so its deterministic state is the goal's own at rest (default: the method's, 1)")
 PLANNER_HELP = "planner toward the goal (default: the run's config; LEXA runs act with their achiever)"
 
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
     p.add_argument("--features", choices=["sample", "mean"], default=None, help=FEATURES_HELP)
     p.add_argument("--part", choices=["full", "stoch"], default=None, help=PART_HELP)
+    p.add_argument("--goal-hold", type=_positive_int, default=None, metavar="K", help=HOLD_HELP)
     p.add_argument("--seed", type=int, default=0, help="torch seed of the agent's sampling (default: 0)")
     p.add_argument("--device", type=_device, default=None, help=DEVICE_HELP)
     p.set_defaults(command_name="eval_command")
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=["cosine", "l2"], default=None, help=METRIC_HELP)
     p.add_argument("--features", choices=["sample", "mean"], default=None, help=FEATURES_HELP)
     p.add_argument("--part", choices=["full", "stoch"], default=None, help=PART_HELP)
+    p.add_argument("--goal-hold", type=_positive_int, default=None, metavar="K", help=HOLD_HELP)
     p.add_argument("--steps", type=_positive_int, default=None, help="agent steps to act (default: one episode)")
     p.add_argument("--video", help="mp4 or gif of the observation beside the goal")
     p.add_argument("--resize", action="store_true", help="resize a goal image of another size to the model's")

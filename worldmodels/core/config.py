@@ -538,6 +538,10 @@ class LexaConfig:
     cosine_part: Literal["full", "stoch"] = "full"
     """features compared by the cosine reward: all of cat(deter, stoch) (LEXA) or the stochastic part only
     (the goal's deter is one GRU step from the zero state and the same for every goal; issue 16)"""
+    goal_hold: int = 1
+    """filtering steps of a goal embedding held still with zero actions before the cosine reward reads its
+    features (1 = LEXA get_init_feat_embed, one step from the zero state; K > 1 gives the goal its own deter,
+    the pose at rest, so a state passing the goal at speed scores below one resting there; issue 16)"""
     ensemble_lr: float = 3e-4
     """ensemble Adam learning rate (LEXA exploration.py: the 'ensemble' optimiser uses model_lr 3e-4, grad_clip 100)"""
     explorer_every: int = 2
@@ -562,6 +566,7 @@ class LexaConfig:
         allowed = ("temporal", "cosine")
         _check(self.achiever_reward in allowed, "lexa.achiever_reward", self.achiever_reward, "'temporal' or 'cosine'")
         _check(self.distance_starts >= 0, "lexa.distance_starts", self.distance_starts, ">= 0")
+        _check(self.goal_hold >= 1, "lexa.goal_hold", self.goal_hold, ">= 1")
         for name, value, allowed in [
             ("distance_output", self.distance_output, ("linear", "sigmoid")),
             ("distance_negatives", self.distance_negatives, ("sequence", "trajectory")),

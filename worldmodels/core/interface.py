@@ -238,9 +238,11 @@ class WorldModel(nn.Module, abc.ABC):
         """Encoder embeddings of uint8 images ``[..., C, H, W]`` -> ``[..., E]``. Only models with ``has_embedding``."""
         raise self._no_embedding("embed")
 
-    def features_from_embed(self, embed: Tensor, sample: bool = True) -> Tensor:
+    def features_from_embed(self, embed: Tensor, sample: bool = True, hold: int = 1) -> Tensor:
         """Features of the posterior of embeddings ``[N, E]`` from the initial state -> ``[N, feature_dim]``;
-        a posterior sample, or its mean / mode with ``sample=False``. Only models with ``has_embedding``."""
+        a posterior sample, or its mean / mode with ``sample=False``; ``hold`` > 1 filters the same
+        embedding for that many steps with zero actions (the image held still) and returns the last.
+        Only models with ``has_embedding``."""
         raise self._no_embedding("features_from_embed")
 
     def _no_embedding(self, method: str) -> CapabilityError:

@@ -230,16 +230,29 @@ class RSSMWorldModel(WorldModel):
         check_shapes("pixels", pixels, [*lead, *self.image_shape], torch.uint8)
         return self._embed({keys.PIXELS: pixels.reshape(-1, 1, *self.image_shape)})[1].reshape(*lead, -1)
 
-    def features_from_embed(self, embed: Tensor, sample: bool = True) -> Tensor:
+    def features_from_embed(self, embed: Tensor, sample: bool = True, hold: int = 1) -> Tensor:
         """Features of the posterior from the initial state, a zero action and image embeddings ``[N, E]``
         (LEXA ``get_init_feat_embed``); ``sample=False`` takes the posterior mean / mode instead of a
-        sample, as LEXA's achiever does (``sample=False`` is its default). Shapes: ``[N, E]`` -> ``[N, F]``."""
+        sample, as LEXA's achiever does (``sample=False`` is its default). Shapes: ``[N, E]`` -> ``[N, F]``.
+
+        ``hold`` = K > 1 (not in LEXA) filters the same embedding K times with zero actions and returns
+        the K-th posterior: the state after watching the image held still. With K = 1 the ``deter``
+        part is one GRU step from the zero state, the same vector for every goal; after K steps it
+        carries the goal's pose at rest, as an imagined state's ``deter`` carries its own.
+
+        Raises:
+            ValueError: ``hold`` < 1.
+        """
         if not self.has_embedding:
-            return super().features_from_embed(embed, sample)
+            return super().features_from_embed(embed, sample, hold)
+        if hold < 1:
+            raise ValueError(f"hold must be >= 1 filtering steps, got {hold}.")
         n = embed.shape[0]
-        zeros = torch.zeros(n, 1, self.action_dim, device=embed.device, dtype=embed.dtype)
-        first = torch.ones(n, 1, 1, dtype=torch.bool, device=embed.device)
-        return self.features(self.rssm.observe(embed[:, None], zeros, first, sample=sample))[:, 0]
+        zeros = torch.zeros(n, hold, self.action_dim, device=embed.device, dtype=embed.dtype)
+        first = torch.zeros(n, hold, 1, dtype=torch.bool, device=embed.device)
+        first[:, 0] = True
+        held = embed[:, None].expand(n, hold, embed.shape[-1])
+        return self.features(self.rssm.observe(held, zeros, first, sample=sample))[:, -1]
 
     def embed_goal(self, pixels: Tensor) -> Tensor:
         """Features of the posterior of the goal image from the initial state (LEXA's goal embedding).
