@@ -22,6 +22,7 @@ for every K) and rank 0 alone prints and writes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -31,13 +32,30 @@ import torch
 
 from planners.builder import goal_planning_agent
 from planners.lexa_behaviour import LexaBehaviour
-from worldmodels.core.config import load_config
+from worldmodels.core.config import ConfigError, load_config, with_overrides
 from worldmodels.data.replay import SequenceReplay
 from worldmodels.evaluation.goal_sets import run_goal_set
 from worldmodels.evaluation.goal_table import goal_table, summarise
 from worldmodels.evaluation.lexa import explorer_vs_random_on_replay
 from worldmodels.methods import load_trained, train
 from worldmodels.training.distributed import Team
+
+
+PLANNER_SECTIONS = ("cem", "mppi", "icem", "gradient")
+
+
+def with_planner_settings(cfg, settings: list[str]):
+    """``cfg`` with planner-only ``KEY=VALUE`` settings (``cem.horizon=20``), validated as at load.
+
+    Raises:
+        ConfigError: a key outside the planner sections, or a value the section refuses.
+    """
+    for setting in settings:
+        section = setting.split("=", 1)[0].split(".", 1)[0]
+        if "=" not in setting or section not in PLANNER_SECTIONS:
+            raise ConfigError(f"--plan {setting!r}: give KEY=VALUE with KEY in a planner section "
+                              f"({', '.join(PLANNER_SECTIONS)}), e.g. cem.horizon=20.")  # fmt: skip
+    return with_overrides(cfg, settings) if settings else cfg
 
 
 def agents_of(trained, planners: list[str], metric: str | None, features=("sample",), parts=("full",),
@@ -82,6 +100,9 @@ def main() -> None:
     parser.add_argument("--goal-hold", default="1",
                         help="comma-separated: filtering steps of the goal image held still before its features are "
                              "read (1 = from the initial state); a row per value")  # fmt: skip
+    parser.add_argument("--plan", action="append", default=[], metavar="KEY=VALUE",
+                        help="planner setting for every planner row, e.g. cem.horizon=20 (repeatable; sections "
+                             f"{', '.join(PLANNER_SECTIONS)} only); the rows' labels name them")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=3, help="episodes per goal, for every row and random actions")
     parser.add_argument("--intrinsic-batches", type=int, default=5, help="LEXA: replay batches for explorer vs random")
     parser.add_argument("--out", default=None, help="JSON results (default: bench_goals.json in the first run)")
@@ -120,7 +141,14 @@ def run_benchmark(parser, args, team: Team) -> None:
     for run_dir in runs:
         trained = load_trained(run_dir)
         trained.env.close()
+        try:
+            trained = dataclasses.replace(trained, cfg=with_planner_settings(trained.cfg, args.plan))
+        except ConfigError as err:
+            parser.error(str(err))
         cfg, model = trained.cfg, trained.model
+        settings = f" [{', '.join(args.plan)}]" if args.plan else ""
+        if not args.task_set and cfg.env.goal_set is None:
+            parser.error(f"{run_dir}'s config has no env.goal_set; pass --task-set (point_mass, reacher, ...).")
         for task_set in args.task_set or [cfg.env.goal_set]:
             entry = results.setdefault(task_set, {"rows": []})
             if "random" not in entry:  # the goal envs' seeds fix the starts; random actions once per goal set
@@ -129,7 +157,8 @@ def run_benchmark(parser, args, team: Team) -> None:
             for label, agent_for in agents_of(trained, planners, args.metric, features, parts, holds).items():
                 torch.manual_seed(0)
                 result = run_goal_set(cfg, task_set, agent_for, args.episodes, team=team)
-                entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}", result))
+                suffix = settings if label != "achiever" else ""
+                entry["rows"].append((f"{cfg.method} {Path(run_dir).name}: {label}{suffix}", result))
         if isinstance(trained.behaviour, LexaBehaviour) and args.intrinsic_batches > 0 and team.is_leader:
             replay = SequenceReplay.from_config(cfg.replay, Path(run_dir) / "replay", device=model.device)
             torch.manual_seed(0)
