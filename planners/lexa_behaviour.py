@@ -124,6 +124,7 @@ class LexaBehaviour(nn.Module):
             )
         self.grad_clip = ac_config.grad_clip
         self.horizon = ac_config.horizon
+        self.window = config.distance_window or self.horizon  # steps a distance label of 1 stands for
 
     # ------------------------------------------------------------------ training
     def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor, params, clip: float = 100.0) -> Tensor:
@@ -171,7 +172,8 @@ class LexaBehaviour(nn.Module):
 
         if self.temporal is not None:
             embed_loss, embed_metrics = self.temporal.embed_loss(features, embed)
-            dist_loss, dist_metrics = self.temporal.distance_loss(*self.distance_data(posterior, goals))
+            embeds, ids = self.distance_data(posterior, goals)
+            dist_loss, dist_metrics = self.temporal.distance_loss(embeds, ids, label_scale=self.window)
             loss = embed_loss + dist_loss
             if self.config.distance_replay:
                 replay_loss, replay_metrics = self.replay_distance_loss(features, embed)
@@ -196,15 +198,16 @@ class LexaBehaviour(nn.Module):
 
     def replay_distance_loss(self, features: Tensor, embed: Tensor) -> tuple[Tensor, TensorDict]:
         """D's loss on the replay batch (``lexa.distance_replay``): the windows cut into runs of H steps
-        (:func:`replay_windows`), a pair's state the predicted embedding e_hat of the posterior features at
-        step i, its goal the real encoder embedding at step j; labels and negatives as on imagined rollouts.
+        (W = ``lexa.distance_window`` steps when set, :func:`replay_windows`), a pair's state the predicted
+        embedding e_hat of the posterior features at step i, its goal the real encoder embedding at step j;
+        labels (j - i) / W and negatives as on imagined rollouts.
 
-        Shapes: features ``[B, T, F]``, embed ``[B, T, E]`` (T >= H) -> scalar loss.
+        Shapes: features ``[B, T, F]``, embed ``[B, T, E]`` (T >= W) -> scalar loss.
         """
         with torch.no_grad():
-            predicted, ids = replay_windows(self.temporal.predict_embed(features), self.horizon)  # [B*W,H,E]
-        real, _ = replay_windows(embed, self.horizon)
-        return self.temporal.distance_loss(predicted, ids, goal_embeds=real)
+            predicted, ids = replay_windows(self.temporal.predict_embed(features), self.window)  # [B*R,W,E]
+        real, _ = replay_windows(embed, self.window)
+        return self.temporal.distance_loss(predicted, ids, goal_embeds=real, label_scale=self.window)
 
     @torch.no_grad()
     def explorer_vs_random(self, start: TensorDict, generator: torch.Generator | None = None) -> dict[str, float]:

@@ -286,6 +286,7 @@ class TemporalDistance(nn.Module):
         sequence_ids: Tensor | None = None,
         generator: torch.Generator | None = None,
         goal_embeds: Tensor | None = None,
+        label_scale: int | None = None,
     ) -> tuple[Tensor, TensorDict]:
         """Regression loss of D on imagined trajectories (LEXA ``get_dynamical_distance_loss``, ``dd_train_imag``,
         ``dd_norm_reg_label``, ``dd_distance: steps_to_go``).
@@ -304,6 +305,7 @@ class TemporalDistance(nn.Module):
             generator: torch RNG for the pair sampling (on the embeddings' device).
             goal_embeds: ``[N, L, E]`` the goal of pair (n', j) is ``goal_embeds[n', j]`` (None = ``embeds``);
                 ``lexa.distance_replay`` pairs predicted states with real goal embeddings.
+            label_scale: the steps a label of 1 stands for (None = L, LEXA; ``lexa.distance_window``).
 
         Returns:
             ``(loss, metrics)`` with detached ``loss/distance``, ``distance/positive``, ``distance/negative``
@@ -317,7 +319,7 @@ class TemporalDistance(nn.Module):
         goal_embeds = embeds if goal_embeds is None else goal_embeds.detach()
         n, length, _ = embeds.shape
         device = embeds.device
-        pairs = distance_pairs(n, length, self.positives, self.negatives, sequence_ids, generator, device)
+        pairs = distance_pairs(n, length, self.positives, self.negatives, sequence_ids, generator, device, label_scale)
         cur, goal = embeds[pairs.cur_traj, pairs.cur_step], goal_embeds[pairs.goal_traj, pairs.goal_step]  # [P+m,E]
         label = pairs.label.to(embeds)
         pred = self.distance(cur, goal, batch_stats=True)[:, 0]  # [P+m]: one BatchNorm batch
@@ -355,6 +357,7 @@ def distance_pairs(
     sequence_ids: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    scale: int | None = None,
 ) -> DistancePairs:
     """LEXA's temporal-distance pairs (``get_future_goal_idxs`` + ``get_future_goal_idxs_neg_sampling``).
 
@@ -366,7 +369,12 @@ def distance_pairs(
     Args:
         trajectories: N; length: L states per trajectory; positives: P; negatives: m.
         sequence_ids: ``[N]`` replay sequence of each trajectory (None = each trajectory its own).
+        scale: positives' labels are ``(j - i) / scale`` (None = L, LEXA); ``scale`` >= L keeps them below 1,
+            the negatives' label (``lexa.distance_window``: one scale for imagined and longer replay runs).
     """
+    scale = length if scale is None else scale
+    if scale < length:
+        raise ValueError(f"label scale must be >= the trajectory length {length}, got {scale}.")
     ids = torch.arange(trajectories, device=device) if sequence_ids is None else sequence_ids.to(device)
     if ids.shape != (trajectories,):
         raise ValueError(f"sequence_ids must have shape [{trajectories}], got {list(ids.shape)}.")
@@ -374,7 +382,7 @@ def distance_pairs(
     pick = torch.randint(cur_idx.numel(), (positives,), generator=generator, device=device)
     traj = torch.randint(trajectories, (positives,), generator=generator, device=device)
     i, j = cur_idx[pick], goal_idx[pick]
-    parts = [(traj, i, traj, j, (j - i).float() / length)]
+    parts = [(traj, i, traj, j, (j - i).float() / scale)]
     other = ids[None, :] != ids[:, None]  # [N,N] trajectory pairs from different sequences
     if negatives > 0 and bool(other.any()):
         a = torch.multinomial(other.any(1).float(), negatives, replacement=True, generator=generator)  # [m]

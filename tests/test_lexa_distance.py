@@ -200,3 +200,36 @@ def test_distance_replay_needs_windows_of_h_steps():
                            "actor_critic.horizon=15"])  # fmt: skip
     cfg = load_config(None, ["method=lexa", "lexa.distance_replay=true", "replay.sequence_length=15"])
     assert cfg.lexa.distance_replay
+
+
+def test_distance_window_labels_steps_over_w_for_imagined_and_replay_pairs():
+    pairs = distance_pairs(6, 4, positives=400, negatives=20, generator=torch.Generator().manual_seed(3), scale=8)
+    # hand values: L = 4, W = 8 -> labels {0, 1/8, 2/8, 3/8}; negatives stay 1
+    assert set(pairs.label[:400].tolist()) == {0.0, 0.125, 0.25, 0.375} and (pairs.label[400:] == 1).all()
+    with pytest.raises(ValueError, match="label scale must be >= the trajectory length 4, got 3"):
+        distance_pairs(6, 4, positives=4, negatives=0, scale=3)
+    model, behaviour = _behaviour(distance_replay=True, distance_window=8)  # TINY_AC.horizon = 4
+    assert behaviour.window == 8
+    batch = _batch(3, 9)  # T = 9, W = 8: one run of 8 steps per sequence
+    with torch.no_grad():
+        out = model.loss(batch)
+    labels, lengths = [], []
+    original = behaviour.temporal.distance_loss
+
+    def record(embeds, ids=None, generator=None, goal_embeds=None, label_scale=None):
+        lengths.append(embeds.shape[1])
+        labels.append(label_scale)
+        return original(embeds, ids, generator, goal_embeds, label_scale)
+
+    behaviour.temporal.distance_loss = record
+    metrics = behaviour.update(out)
+    assert lengths == [4, 8] and labels == [8, 8]  # imagined H = 4 steps, replay runs of W = 8, one scale
+    assert torch.isfinite(metrics["temporal/replay/loss/distance"])
+    with pytest.raises(ConfigError, match="lexa.distance_window"):
+        LexaConfig(distance_window=20)  # without distance_replay
+    with pytest.raises(ConfigError, match=r"in \[actor_critic.horizon, replay.sequence_length\] = \[15, 32\]"):
+        load_config(None, ["method=lexa", "lexa.distance_replay=true", "replay.sequence_length=32",
+                           "lexa.distance_window=40"])  # fmt: skip
+    cfg = load_config(None, ["method=lexa", "lexa.distance_replay=true", "replay.sequence_length=32",
+                             "lexa.distance_window=32"])  # fmt: skip
+    assert cfg.lexa.distance_window == 32

@@ -538,6 +538,11 @@ class LexaConfig:
     cosine_part: Literal["full", "stoch"] = "full"
     """features compared by the cosine reward: all of cat(deter, stoch) (LEXA) or the stochastic part only
     (the goal's deter is one GRU step from the zero state and the same for every goal; issue 16)"""
+    distance_window: int = 0
+    """W, the steps a temporal-distance label of 1 stands for: 0 = H, the imagination horizon (LEXA
+    ``dd_seq_len``). W > H (with ``distance_replay``; not in LEXA) cuts replay windows into runs of W steps
+    and labels every pair (j - i) / W, imagined ones too, so D ranks states up to W steps apart where H-step
+    pairs leave it flat beyond H (issue 16)"""
     goal_hold: int = 1
     """filtering steps of a goal embedding held still with zero actions before the cosine reward reads its
     features (1 = LEXA get_init_feat_embed, one step from the zero state; K > 1 gives the goal its own deter,
@@ -567,6 +572,9 @@ class LexaConfig:
         _check(self.achiever_reward in allowed, "lexa.achiever_reward", self.achiever_reward, "'temporal' or 'cosine'")
         _check(self.distance_starts >= 0, "lexa.distance_starts", self.distance_starts, ">= 0")
         _check(self.goal_hold >= 1, "lexa.goal_hold", self.goal_hold, ">= 1")
+        _check(self.distance_window >= 0, "lexa.distance_window", self.distance_window, ">= 0 (0 = the horizon H)")
+        _check(self.distance_window == 0 or self.distance_replay, "lexa.distance_window", self.distance_window,
+               "0 unless lexa.distance_replay is true (only replay runs hold pairs more than H steps apart)")  # fmt: skip
         for name, value, allowed in [
             ("distance_output", self.distance_output, ("linear", "sigmoid")),
             ("distance_negatives", self.distance_negatives, ("sequence", "trajectory")),
@@ -854,6 +862,11 @@ class RunConfig:
             _check(self.replay.sequence_length >= self.actor_critic.horizon, "replay.sequence_length",
                    self.replay.sequence_length, f">= actor_critic.horizon = {self.actor_critic.horizon} with "
                    "lexa.distance_replay (D's replay pairs lie in runs of H steps, as its imagined ones)")  # fmt: skip
+            window = self.lexa.distance_window
+            if window:
+                _check(self.actor_critic.horizon <= window <= self.replay.sequence_length, "lexa.distance_window",
+                       window, f"in [actor_critic.horizon, replay.sequence_length] = [{self.actor_critic.horizon}, "
+                       f"{self.replay.sequence_length}] (imagined labels stay below 1; a replay run fits a window)")  # fmt: skip
         if self.lexa.goal_eval_every and not (self.lexa.goal_eval_set or self.env.goal_set):
             raise ConfigError(
                 "lexa.goal_eval_every > 0 needs a goal task set: set lexa.goal_eval_set or env.goal_set "
