@@ -155,6 +155,7 @@ def planning_variants(model, posterior, goal_pixels: torch.Tensor,
     embed = model.embed(goal_pixels[None])
     goal_sample = model.features_from_embed(embed, sample=True)[0]
     goal_mean = model.features_from_embed(embed, sample=False)[0]
+    held = {k: model.features_from_embed(embed, sample=False, hold=k)[0] for k in holds}  # [F] per K
     d = posterior[keys.DETER].shape[-1]
     mean = model.mean_features(posterior)
     prior = posterior.select(keys.DETER).update(model.rssm.prior(posterior[keys.DETER]))
@@ -165,11 +166,9 @@ def planning_variants(model, posterior, goal_pixels: torch.Tensor,
         "stoch, posterior mean": (mean[..., d:], goal_mean[d:]),
         "stoch, prior mean": (prior_mean[..., d:], goal_mean[d:]),
         "deter only": (mean[..., :d], goal_mean[:d]),
-        **{name: value for k in holds for name, value in (
-            (f"full, mean, goal held {k}", (mean, model.features_from_embed(embed, sample=False, hold=k)[0])),
-            (f"full, prior mean, goal held {k}", (prior_mean, model.features_from_embed(embed, sample=False, hold=k)[0])),
-        )},
-    }  # fmt: skip
+        **{f"full, mean, goal held {k}": (mean, goal) for k, goal in held.items()},
+        **{f"full, prior mean, goal held {k}": (prior_mean, goal) for k, goal in held.items()},
+    }
 
 
 @torch.inference_mode()
@@ -200,6 +199,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="comma-separated K: filtered rows against the goal image held still K steps (RSSM models)")
     parser.add_argument("--json", default=None, help="default: RUN/goal_latent_probe_TASKSET.json")
     args = parser.parse_args(argv)
+    given = [k for k in args.goal_hold.split(",") if k]
+    if not all(k.isdigit() and int(k) >= 1 for k in given):  # before the run is loaded
+        parser.error(f"--goal-hold takes a comma-separated list of integers >= 1, got {args.goal_hold!r}.")
+    holds = tuple(int(k) for k in given)
 
     from worldmodels.evaluation.goal_sets import check_goal_set
     from worldmodels.methods import load_trained
@@ -221,9 +224,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.episodes > 0:
         if args.warmup >= args.steps:
             parser.error(f"--warmup must be below --steps ({args.steps}), got {args.warmup}.")
-        holds = tuple(int(k) for k in args.goal_hold.split(",") if k)
-        if any(k < 1 for k in holds):
-            parser.error(f"--goal-hold takes integers >= 1, got {args.goal_hold!r}.")
         result["filtered"] = filtered_probe(run.model, run.cfg, args.task_set, args.episodes, args.steps, args.warmup,
                                             holds)  # fmt: skip
         print(f"\nFiltered states ({args.episodes} random episodes of {args.steps} steps per goal, rows after "

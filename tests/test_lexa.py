@@ -287,16 +287,21 @@ def test_temporal_distance_objective_scores_each_row_toward_its_goal():
         objective.set_goal(torch.zeros(1, 2))
 
 
-def test_embedding_cosine_objective_maps_embedding_goals_to_features():
-    with pytest.raises(CapabilityError, match="ToyModel has no image embedding"):
-        EmbeddingCosineObjective(ToyModel(action_dim=2))
-    torch.manual_seed(9)
+def _gaussian_dreamer_and_goals(seed: int):
+    """A tiny Gaussian DreamerV2 (deter 16, stoch 5), two random goal images uint8 [2,3,64,64] and their embeddings [2, E]."""
+    torch.manual_seed(seed)
     model = DreamerV2(
         DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=5, classes=0, cnn_depth=2, mlp_layers=1, mlp_units=8),
         action_dim=2,
     )
     pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
-    embed = model.embed(pixels)  # [2, E]
+    return model, pixels, model.embed(pixels)
+
+
+def test_embedding_cosine_objective_maps_embedding_goals_to_features():
+    with pytest.raises(CapabilityError, match="ToyModel has no image embedding"):
+        EmbeddingCosineObjective(ToyModel(action_dim=2))
+    model, pixels, embed = _gaussian_dreamer_and_goals(seed=9)
     states = model.imagine(model.initial_state(2), torch.zeros(2, 3, 2))  # [2, 3]
     objective = EmbeddingCosineObjective(model, steps="all")  # LEXA: the posterior mean of the goal
     objective.set_goal(embed)
@@ -370,13 +375,7 @@ def test_shuffled_goals_is_a_row_permutation():
 
 
 def test_goal_hold_filters_the_goal_image_held_still():
-    torch.manual_seed(11)
-    model = DreamerV2(
-        DreamerConfig(deter_dim=16, hidden_dim=16, stoch_dim=5, classes=0, cnn_depth=2, mlp_layers=1, mlp_units=8),
-        action_dim=2,
-    )
-    pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
-    embed = model.embed(pixels)  # [2, E]
+    model, pixels, embed = _gaussian_dreamer_and_goals(seed=11)
     d = 16
     with torch.no_grad():
         once = model.features_from_embed(embed, sample=False)
